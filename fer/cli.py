@@ -1,0 +1,88 @@
+"""The `fer-data` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fer.errors import FerDataError
+
+__all__ = ["app", "main", "run_stage"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Curate facial-expression datasets: sample data, stage statistics.",
+)
+
+
+@app.command()
+def stats(
+    paths: Annotated[list[Path], typer.Argument(help="Stage output folders or .parquet files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a bar chart PNG here.")] = None,
+) -> None:
+    """Class counts per source, split counts and rejects by reason for stage outputs."""
+    from fer.stats import collect_stats, plot_stats, render_stats
+
+    collected = [collect_stats(p) for p in paths]
+    if as_json:
+        typer.echo(json.dumps(collected, indent=2))
+    else:
+        render_stats(collected)
+    if plot is not None:
+        plot_stats(collected, plot)
+        if not as_json:
+            typer.echo(f"wrote {plot}")
+
+
+@app.command()
+def sample(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the raw sample (e.g. data/raw).")],
+) -> None:
+    """Write the bundled sample: a FER2013-format CSV and an AffectNet-style folder tree."""
+    from fer.sample import write_sample
+
+    truth = write_sample(out_dir)
+    typer.echo(
+        f"wrote sample to {out_dir}: {truth['counts']['fer2013_rows']} FER2013 CSV rows, "
+        f"{truth['counts']['affectnet_files']} AffectNet files, ground truth in "
+        f"{out_dir / 'sample_ground_truth.json'}"
+    )
+
+
+def _fail(exc: FerDataError) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def run_stage(stage: Callable[..., Any], *args: str) -> None:
+    """Run a pipeline stage function; a FerDataError becomes one line and exit code 1."""
+    try:
+        stage(*args)
+    except FerDataError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(standalone_mode=False)
+    except FerDataError as exc:
+        _fail(exc)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from exc
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from exc
+        raise

@@ -1,0 +1,249 @@
+"""Datasets on disk: a folder of Parquet shards, a rejects table and a summary JSON.
+
+Layout of one stage output folder::
+
+    part-00000.parquet ...   kept rows, sorted by `id`, images inside the rows
+    rejects.parquet          one row per refused input: source, id, locator, reason, detail
+    summary.json             counts that add up: total == kept + rejected, per reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fer.errors import FerDataError
+from fer.images import Rejection
+
+__all__ = [
+    "INGEST_SCHEMA",
+    "REJECTS_SCHEMA",
+    "SUMMARY_FILE",
+    "DatasetWriter",
+    "dataset_shards",
+    "read_rejects",
+    "read_summary",
+    "read_table",
+]
+
+SUMMARY_FILE = "summary.json"
+REJECTS_FILE = "rejects.parquet"
+_SHARD_GLOB = "part-*.parquet"
+
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+BOX_TYPE = pa.struct(
+    [("x", pa.float32()), ("y", pa.float32()), ("w", pa.float32()), ("h", pa.float32())]
+)
+INGEST_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_label", pa.string(), nullable=False),
+        pa.field("source_split", pa.string()),
+        pa.field("image", IMAGE_TYPE, nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("channels", pa.int8(), nullable=False),
+        pa.field("notes", pa.list_(pa.string()), nullable=False),
+        pa.field("source_box", BOX_TYPE),
+        pa.field("source_landmarks", pa.list_(pa.float32())),
+        pa.field("valence", pa.float32()),
+        pa.field("arousal", pa.float32()),
+        pa.field("label_votes", pa.list_(pa.int16())),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("id", pa.string()),
+        pa.field("locator", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+    ]
+)
+
+
+class DatasetWriter:
+    """Streams rows into size-bounded Parquet shards and counts every refusal.
+
+    Rows must arrive sorted by `id`; a repeated `id` becomes a `duplicate_id` reject.
+    Output goes to a temporary sibling folder that replaces `out_dir` only on `close`,
+    so a failed run never leaves a half-written dataset behind.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        schema: pa.Schema,
+        shard_bytes: int,
+        summary_fields: Mapping[str, Any],
+        count_columns: Sequence[str] = (),
+        rows_per_group: int = 1024,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        _check_replaceable(self.out_dir)
+        self._tmp = self.out_dir.with_name(self.out_dir.name + ".partial")
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True)
+        self._schema = schema
+        self._shard_bytes = shard_bytes
+        self._rows_per_group = rows_per_group
+        self._summary_fields = dict(summary_fields)
+        self._count_columns = tuple(count_columns)
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._shard_written = 0
+        self._shards: list[str] = []
+        self._last_id: str | None = None
+        self._rejects: list[dict[str, Any]] = []
+        self._kept = 0
+        self._counts: dict[str, Counter[str]] = {c: Counter() for c in self._count_columns}
+        self._notes: Counter[str] = Counter()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def add(self, row: dict[str, Any], locator: str) -> None:
+        """Keep one row (a dict matching the schema)."""
+        row_id = row["id"]
+        if row_id == self._last_id:
+            self.reject(row["source"], row_id, locator, "duplicate_id", "an earlier row has this id")
+            return
+        if self._last_id is not None and row_id < self._last_id:
+            raise RuntimeError(f"rows must arrive sorted by id: {row_id!r} after {self._last_id!r}")
+        self._last_id = row_id
+        self._buffer.append(row)
+        image = row.get("image")
+        self._buffer_bytes += len(image["bytes"]) if image else 256
+        self._kept += 1
+        for column in self._count_columns:
+            self._counts[column][_count_key(row.get(column))] += 1
+        self._notes.update(row.get("notes") or ())
+        if len(self._buffer) >= self._rows_per_group:
+            self._flush()
+
+    def reject(self, source: str, row_id: str | None, locator: str, reason: str, detail: str) -> None:
+        """Count one refused input with its reason."""
+        self._rejects.append(
+            {"source": source, "id": row_id, "locator": locator, "reason": reason, "detail": detail}
+        )
+
+    def reject_with(self, source: str, row_id: str | None, locator: str, why: Rejection) -> None:
+        self.reject(source, row_id, locator, why.reason, why.detail)
+
+    def close(self) -> dict[str, Any]:
+        """Finish the shards, write rejects and summary, and move the folder into place."""
+        self._flush()
+        self._close_shard()
+        rejects = pa.Table.from_pylist(self._rejects, schema=REJECTS_SCHEMA)
+        pq.write_table(rejects, self._tmp / REJECTS_FILE, compression="zstd")
+        by_reason = Counter(r["reason"] for r in self._rejects)
+        summary = {
+            **self._summary_fields,
+            "total": self._kept + len(self._rejects),
+            "kept": self._kept,
+            "rejected": len(self._rejects),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+            **{f"kept_by_{c}": dict(sorted(n.items())) for c, n in self._counts.items()},
+            "notes": dict(sorted(self._notes.items())),
+            "shards": self._shards,
+        }
+        (self._tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+        os.replace(self._tmp, self.out_dir)
+        return summary
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            name = f"part-{len(self._shards):05d}.parquet"
+            self._shards.append(name)
+            self._writer = pq.ParquetWriter(
+                self._tmp / name, self._schema, compression="zstd", write_statistics=["id"]
+            )
+        table = pa.Table.from_pylist(self._buffer, schema=self._schema)
+        self._writer.write_table(table)
+        self._shard_written += self._buffer_bytes
+        self._buffer, self._buffer_bytes = [], 0
+        if self._shard_written >= self._shard_bytes:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._shard_written = 0
+
+
+def _count_key(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or (
+        any(out_dir.iterdir()) and not (out_dir / SUMMARY_FILE).exists()
+    )):
+        raise FerDataError(
+            f"{out_dir}: exists and is not a fer-data dataset; choose an empty or new output folder"
+        )
+
+
+def dataset_shards(path: str | Path) -> list[Path]:
+    """The Parquet shard files of a dataset folder (or the file itself), in order."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".parquet":
+        return [path]
+    if not path.is_dir():
+        raise FerDataError(f"{path}: no such dataset; give a stage output folder or .parquet file")
+    shards = sorted(path.glob(_SHARD_GLOB))
+    if not shards and not (path / SUMMARY_FILE).exists():
+        raise FerDataError(f"{path}: not a dataset folder (no part-*.parquet, no {SUMMARY_FILE})")
+    return shards
+
+
+def read_table(path: str | Path, columns: Iterable[str] | None = None) -> pa.Table:
+    """All kept rows of a dataset as one Arrow table (only `columns` if given)."""
+    shards = dataset_shards(path)
+    columns = list(columns) if columns is not None else None
+    if not shards:
+        schema = INGEST_SCHEMA if columns is None else pa.schema(
+            [INGEST_SCHEMA.field(c) for c in columns if c in INGEST_SCHEMA.names]
+        )
+        return schema.empty_table()
+    tables = []
+    for shard in shards:
+        available = pq.read_schema(shard).names
+        wanted = None if columns is None else [c for c in columns if c in available]
+        tables.append(pq.read_table(shard, columns=wanted))
+    return pa.concat_tables(tables)
+
+
+def read_rejects(path: str | Path) -> pa.Table:
+    """The rejects table of a dataset folder (empty when it has none)."""
+    file = Path(path) / REJECTS_FILE
+    return pq.read_table(file) if file.exists() else REJECTS_SCHEMA.empty_table()
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """The summary JSON of a dataset folder ({} when it has none)."""
+    file = Path(path) / SUMMARY_FILE
+    return json.loads(file.read_text()) if file.exists() else {}

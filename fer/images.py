@@ -1,0 +1,135 @@
+"""Decode, validate and normalise image bytes into what every later stage can rely on.
+
+A stored image is 8-bit grayscale (`L`) or RGB, upright, single-frame, JPEG or PNG. Bytes that
+already are that are kept untouched (no re-encoding loss); anything else is normalised and
+re-encoded as lossless PNG, with a note saying what was done.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["Rejection", "StoredImage", "encode_png", "load_image"]
+
+_EXIF_ORIENTATION = 0x0112
+_KEEP_FORMATS = {"JPEG", "PNG"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Encoded bytes ready to store, with their geometry and what normalisation did."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an input row or file was refused: a short reason code and a human detail."""
+
+    reason: str
+    detail: str
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless PNG of a uint8 HxW (grayscale) or HxWx3 (RGB) array."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def load_image(data: bytes, max_pixels: int) -> StoredImage | Rejection:
+    """Validate image bytes and normalise mode and orientation; never raises on bad input."""
+    if not data:
+        return Rejection("empty_file", "the file has zero bytes")
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below is the limit that counts.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        return Rejection("decompression_bomb", str(exc))
+    except UnidentifiedImageError:
+        return Rejection("not_an_image", "not a format Pillow can read")
+    except _DECODE_ERRORS as exc:
+        return Rejection("corrupt_image", f"unreadable header: {exc}")
+    width, height = image.size
+    if width * height > max_pixels:
+        return Rejection(
+            "decompression_bomb",
+            f"{width}x{height} = {width * height} pixels exceeds ingest.max_image_pixels={max_pixels}",
+        )
+    if width == 0 or height == 0:
+        return Rejection("corrupt_image", f"empty image size {width}x{height}")
+    try:
+        image.load()
+    except _DECODE_ERRORS as exc:
+        reason = "truncated_image" if "truncated" in str(exc).lower() else "corrupt_image"
+        return Rejection(reason, str(exc))
+    return _normalise(image, data)
+
+
+def _normalise(image: Image.Image, data: bytes) -> StoredImage | Rejection:
+    notes: list[str] = []
+    source_format = image.format
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"first_of_{frames}_frames")
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except _DECODE_ERRORS:
+        orientation = 1
+        notes.append("exif_unreadable")
+    if orientation not in (1, None):
+        try:
+            image = ImageOps.exif_transpose(image)
+        except _DECODE_ERRORS as exc:
+            return Rejection("corrupt_image", f"EXIF orientation {orientation} not applicable: {exc}")
+        notes.append(f"exif_orientation_{orientation}")
+    converted = _to_l_or_rgb(image)
+    if converted.mode != image.mode:
+        notes.append(f"mode_{image.mode}_to_{converted.mode}")
+    if not notes and source_format in _KEEP_FORMATS:
+        return StoredImage(data, image.width, image.height, len(image.getbands()))
+    if source_format not in _KEEP_FORMATS:
+        notes.append(f"format_{source_format}_to_PNG")
+    pixels = np.asarray(converted)
+    return StoredImage(
+        encode_png(pixels), converted.width, converted.height, 1 if pixels.ndim == 2 else 3,
+        tuple(notes),
+    )
+
+
+def _to_l_or_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grayscale: map 0..65535 onto 0..255 exactly (255 * 257 == 65535).
+        wide = np.asarray(image, dtype=np.int64)
+        return Image.fromarray((np.clip(wide, 0, 65535) // 257).astype(np.uint8), mode="L")
+    if mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        # Transparent pixels carry arbitrary colour: composite on white, as viewers show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(background, rgba)
+        return flat.convert("L" if mode in ("LA", "La") else "RGB")
+    return image.convert("RGB")

@@ -1,0 +1,128 @@
+"""Class distributions and reject counts of any stage output, as tables, JSON or a chart."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fer.dataset import read_rejects, read_summary, read_table
+from fer.errors import FerDataError
+
+__all__ = ["collect_stats", "plot_stats", "render_stats"]
+
+_LABEL_COLUMNS = ("label", "source_label")
+_SPLIT_COLUMNS = ("split", "source_split")
+
+
+def collect_stats(path: str | Path) -> dict[str, Any]:
+    """Counts of one dataset: source x class, source x split, rejects by source x reason."""
+    path = Path(path)
+    table = read_table(path, columns=["source", *_LABEL_COLUMNS, *_SPLIT_COLUMNS])
+    names = table.column_names
+    label_column = next((c for c in _LABEL_COLUMNS if c in names), None)
+    split_column = next((c for c in _SPLIT_COLUMNS if c in names), None)
+    if "source" not in names or label_column is None:
+        raise FerDataError(f"{path}: has no 'source' and 'label'/'source_label' columns to count")
+    sources = table.column("source").to_pylist()
+    labels = table.column(label_column).to_pylist()
+    splits = table.column(split_column).to_pylist() if split_column else [None] * len(sources)
+    rejects = read_rejects(path)
+    summary = read_summary(path)
+    return {
+        "path": str(path),
+        "stage": summary.get("stage"),
+        "rows": len(sources),
+        "label_column": label_column,
+        "split_column": split_column,
+        "classes": _nested(zip(sources, map(_key, labels))),
+        "splits": _nested(zip(sources, map(_key, splits))) if split_column else {},
+        "rejected": _nested(
+            zip(rejects.column("source").to_pylist(), rejects.column("reason").to_pylist())
+        ),
+        "summary": summary,
+    }
+
+
+def _key(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _nested(pairs: Any) -> dict[str, dict[str, int]]:
+    counts = Counter(pairs)
+    out: dict[str, dict[str, int]] = {}
+    for (outer, inner), n in sorted(counts.items()):
+        out.setdefault(outer, {})[inner] = n
+    return out
+
+
+def _class_order(classes: dict[str, dict[str, int]]) -> list[str]:
+    keys = {k for per_source in classes.values() for k in per_source}
+    return sorted(keys, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+
+
+def render_stats(collected: Sequence[dict[str, Any]]) -> None:
+    """Print rich tables: class x source, split x source, and rejects by reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for stats in collected:
+        title = f"{stats['path']}  ({stats['stage'] or 'dataset'}, {stats['rows']} rows)"
+        console.print(_matrix(Table, title, stats["label_column"], stats["classes"],
+                              _class_order(stats["classes"])))
+        if stats["splits"]:
+            console.print(_matrix(Table, None, stats["split_column"], stats["splits"],
+                                  _class_order(stats["splits"])))
+        if stats["rejected"]:
+            reasons = sorted({r for per in stats["rejected"].values() for r in per})
+            console.print(_matrix(Table, None, "rejected: reason", stats["rejected"], reasons))
+        else:
+            console.print("rejected: none")
+
+
+def _matrix(table_cls: Any, title: str | None, corner: str,
+            counts: dict[str, dict[str, int]], rows: list[str]) -> Any:
+    sources = sorted(counts)
+    table = table_cls(title=title, title_justify="left")
+    table.add_column(corner)
+    for source in sources:
+        table.add_column(source, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for row in rows:
+        values = [counts[s].get(row, 0) for s in sources]
+        table.add_row(row, *map(str, values), str(sum(values)))
+    totals = [sum(counts[s].values()) for s in sources]
+    table.add_row("total", *map(str, totals), str(sum(totals)), style="bold")
+    return table
+
+
+def plot_stats(collected: Sequence[dict[str, Any]], out: str | Path) -> None:
+    """Bar chart PNG of class counts per source, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(collected), 1, figsize=(10, 3.6 * len(collected)), squeeze=False)
+    for ax, stats in zip(axes[:, 0], collected):
+        classes = _class_order(stats["classes"])
+        sources = sorted(stats["classes"])
+        x = np.arange(len(classes))
+        width = 0.8 / max(1, len(sources))
+        for i, source in enumerate(sources):
+            values = [stats["classes"][source].get(c, 0) for c in classes]
+            bars = ax.bar(x + (i - (len(sources) - 1) / 2) * width, values, width, label=source)
+            ax.bar_label(bars, fontsize=7, padding=1)
+        ax.set_xticks(x, classes, rotation=30 if len(classes) > 8 else 0, ha="right" if len(classes) > 8 else "center")
+        ax.set_ylabel("images")
+        ax.set_title(f"{stats['path']} - {stats['label_column']} per source", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
