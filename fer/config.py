@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -107,7 +107,7 @@ class AffectNetCsvSource:
         return self.path / self.images
 
 
-Source = Union[Fer2013CsvSource, ImageFolderSource, AffectNetCsvSource]
+Source = Fer2013CsvSource | ImageFolderSource | AffectNetCsvSource
 _FORMATS: dict[str, type] = {
     "fer2013_csv": Fer2013CsvSource,
     "image_folder": ImageFolderSource,
@@ -172,7 +172,11 @@ def _parse_source(name: Any, spec: Any, root: Path, origin: str) -> Source:
         relative = getattr(source, key)
         if relative is None:
             continue
-        if not isinstance(relative, str) or Path(relative).is_absolute() or ".." in Path(relative).parts:
+        if (
+            not isinstance(relative, str)
+            or Path(relative).is_absolute()
+            or ".." in Path(relative).parts
+        ):
             raise FerDataError(
                 f"{where}.{key}: {relative!r} must be a path inside the source folder "
                 f"{spec['path']} so that DVC tracks it with the source"

@@ -120,7 +120,9 @@ class DatasetWriter:
         """Keep one row (a dict matching the schema)."""
         row_id = row["id"]
         if row_id == self._last_id:
-            self.reject(row["source"], row_id, locator, "duplicate_id", "an earlier row has this id")
+            self.reject(
+                row["source"], row_id, locator, "duplicate_id", "an earlier row has this id"
+            )
             return
         if self._last_id is not None and row_id < self._last_id:
             raise RuntimeError(f"rows must arrive sorted by id: {row_id!r} after {self._last_id!r}")
@@ -135,7 +137,9 @@ class DatasetWriter:
         if len(self._buffer) >= self._rows_per_group:
             self._flush()
 
-    def reject(self, source: str, row_id: str | None, locator: str, reason: str, detail: str) -> None:
+    def reject(
+        self, source: str, row_id: str | None, locator: str, reason: str, detail: str
+    ) -> None:
         """Count one refused input with its reason."""
         self._rejects.append(
             {"source": source, "id": row_id, "locator": locator, "reason": reason, "detail": detail}
@@ -199,9 +203,9 @@ def _count_key(value: Any) -> str:
 
 
 def _check_replaceable(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or (
-        any(out_dir.iterdir()) and not (out_dir / SUMMARY_FILE).exists()
-    )):
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SUMMARY_FILE).exists())
+    ):
         raise FerDataError(
             f"{out_dir}: exists and is not a fer-data dataset; choose an empty or new output folder"
         )
@@ -225,8 +229,10 @@ def read_table(path: str | Path, columns: Iterable[str] | None = None) -> pa.Tab
     shards = dataset_shards(path)
     columns = list(columns) if columns is not None else None
     if not shards:
-        schema = INGEST_SCHEMA if columns is None else pa.schema(
-            [INGEST_SCHEMA.field(c) for c in columns if c in INGEST_SCHEMA.names]
+        schema = (
+            INGEST_SCHEMA
+            if columns is None
+            else pa.schema([INGEST_SCHEMA.field(c) for c in columns if c in INGEST_SCHEMA.names])
         )
         return schema.empty_table()
     tables = []

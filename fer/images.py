@@ -95,7 +95,9 @@ def _normalise(image: Image.Image, data: bytes) -> StoredImage | Rejection:
         try:
             image = ImageOps.exif_transpose(image)
         except _DECODE_ERRORS as exc:
-            return Rejection("corrupt_image", f"EXIF orientation {orientation} not applicable: {exc}")
+            return Rejection(
+                "corrupt_image", f"EXIF orientation {orientation} not applicable: {exc}"
+            )
         notes.append(f"exif_orientation_{orientation}")
     converted = _to_l_or_rgb(image)
     if converted.mode != image.mode:
@@ -106,7 +108,10 @@ def _normalise(image: Image.Image, data: bytes) -> StoredImage | Rejection:
         notes.append(f"format_{source_format}_to_PNG")
     pixels = np.asarray(converted)
     return StoredImage(
-        encode_png(pixels), converted.width, converted.height, 1 if pixels.ndim == 2 else 3,
+        encode_png(pixels),
+        converted.width,
+        converted.height,
+        1 if pixels.ndim == 2 else 3,
         tuple(notes),
     )
 

@@ -96,7 +96,9 @@ def _fer2013_rows(
         pixels = gray48[i]
         if rng.random() < 0.3:
             pixels = pixels[:, ::-1]
-        pixels = np.clip(pixels.astype(np.float32) * rng.uniform(0.85, 1.15), 0, 255).astype(np.uint8)
+        pixels = np.clip(pixels.astype(np.float32) * rng.uniform(0.85, 1.15), 0, 255).astype(
+            np.uint8
+        )
         good.append((pixels, i % 7, _usage(i)))
     astro = Image.fromarray(astronaut).crop(_ASTRONAUT_FACE).convert("L").resize((48, 48))
     good.append((np.asarray(astro), 3, "Training"))
@@ -105,20 +107,27 @@ def _fer2013_rows(
         ("exact", 3, lambda p: p, True),
         ("exact", 5, lambda p: p, False),
         ("near", 7, lambda p: np.clip(p.astype(np.int16) + 14, 0, 255).astype(np.uint8), True),
-        ("near", 9, lambda p: np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(0.6))), True),
+        (
+            "near",
+            9,
+            lambda p: np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(0.6))),
+            True,
+        ),
         ("near", 11, lambda p: _jpeg_roundtrip(p, 70), True),
     ]
     copies = []
     for kind, original, change, same_label in planted:
         pixels, label, usage = good[original]
         copy_label = label if same_label else (label + 1) % 7
-        copies.append((change(pixels), copy_label, "PrivateTest" if usage == "Training" else "Training"))
+        copies.append(
+            (change(pixels), copy_label, "PrivateTest" if usage == "Training" else "Training")
+        )
         truth["duplicates"].append({"kind": kind, "of": original, "same_label": same_label})
     good.extend(copies)
     bad = [
         (["7", _pixels_text(gray48[0]), "Training"], "label_out_of_range"),
         (["happy", _pixels_text(gray48[1]), "Training"], "bad_label"),
-        (["2", _pixels_text(gray48[2])[: -4].rsplit(" ", 1)[0], "Training"], "wrong_pixel_count"),
+        (["2", _pixels_text(gray48[2])[:-4].rsplit(" ", 1)[0], "Training"], "wrong_pixel_count"),
         (["2", "300 " + _pixels_text(gray48[3].ravel()[1:]), "Training"], "pixel_out_of_range"),
         (["2", "x1 " + _pixels_text(gray48[4].ravel()[1:]), "PublicTest"], "bad_pixel_value"),
         (["4", _pixels_text(gray48[5]), "Validation"], "unknown_usage"),
@@ -138,8 +147,13 @@ def _fer2013_rows(
     for record, reason in bad_iter:
         truth["rejects"].append(_csv_reject(len(rows), reason))
         rows.append(record)
-    for entry, copy_position in zip(truth["duplicates"], range(len(good) - len(copies), len(good))):
-        entry["ids"] = [_fer_id(index_of_good[entry.pop("of")]), _fer_id(index_of_good[copy_position])]
+    for entry, copy_position in zip(
+        truth["duplicates"], range(len(good) - len(copies), len(good)), strict=True
+    ):
+        entry["ids"] = [
+            _fer_id(index_of_good[entry.pop("of")]),
+            _fer_id(index_of_good[copy_position]),
+        ]
         entry["cross_source"] = False
     truth["astronaut"].append(_fer_id(index_of_good[astronaut_index]))
     truth["_fer_index"] = index_of_good
@@ -148,8 +162,12 @@ def _fer2013_rows(
 
 def _csv_reject(index: int, reason: str) -> dict[str, str]:
     # Line 1 is the header, so data row `index` sits on line index + 2.
-    return {"source": "fer2013", "id": _fer_id(index), "reason": reason,
-            "locator": f"{FER2013_CSV}:{index + 2}"}
+    return {
+        "source": "fer2013",
+        "id": _fer_id(index),
+        "reason": reason,
+        "locator": f"{FER2013_CSV}:{index + 2}",
+    }
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
@@ -178,11 +196,19 @@ def _png(image: Image.Image) -> bytes:
 
 def _bomb_png(side: int = 30000) -> bytes:
     """A tiny PNG whose header claims side x side pixels: a decompression bomb to refuse."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _affectnet_face(face25: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
@@ -217,9 +243,17 @@ def _affectnet_files(
         image = _affectnet_face(faces[i], rng, side)
         face_id = add(folder, _jpeg(image))
         if i == _N_CSV_FACES:
-            copy_id = add(folder, _jpeg(image.resize((128, 128), Image.Resampling.BICUBIC), quality=60))
-            truth["duplicates"].append({"kind": "near", "ids": [face_id, copy_id], "cross_source": False,
-                                        "same_label": True})
+            copy_id = add(
+                folder, _jpeg(image.resize((128, 128), Image.Resampling.BICUBIC), quality=60)
+            )
+            truth["duplicates"].append(
+                {
+                    "kind": "near",
+                    "ids": [face_id, copy_id],
+                    "cross_source": False,
+                    "same_label": True,
+                }
+            )
     fer_index = truth.pop("_fer_index")
     for g, same_label in ((0, True), (1, True), (2, False)):
         pixels = np.array(rows[fer_index[g]][1].split(), dtype=np.uint8).reshape(48, 48)
@@ -227,16 +261,28 @@ def _affectnet_files(
         folder = AFFECTNET_FOLDERS[label if same_label else (label + 3) % 7]
         upscaled = Image.fromarray(pixels).resize((96, 96), Image.Resampling.BICUBIC).convert("RGB")
         copy_id = add(folder, _jpeg(upscaled, quality=95))
-        truth["duplicates"].append({"kind": "near", "ids": [_fer_id(fer_index[g]), copy_id],
-                                    "cross_source": True, "same_label": same_label})
+        truth["duplicates"].append(
+            {
+                "kind": "near",
+                "ids": [_fer_id(fer_index[g]), copy_id],
+                "cross_source": True,
+                "same_label": same_label,
+            }
+        )
     for j in range(8):
         image = _tinted_rgb(_resize(non_faces[j * 7], 96), (1.0, 0.95, 0.9))
         truth["non_faces"].append(add(AFFECTNET_FOLDERS[j % 7], _jpeg(image)))
     whole = Image.fromarray(astronaut)
     face = whole.crop(_ASTRONAUT_FACE)
-    truth["astronaut"].append(add("happy", _jpeg(whole.resize((256, 256), Image.Resampling.BICUBIC))))
-    truth["astronaut"].append(add("happy", _jpeg(face.resize((128, 128), Image.Resampling.BICUBIC))))
-    rotated = whole.rotate(20, resample=Image.Resampling.BICUBIC, center=(230, 120)).crop((120, 10, 340, 230))
+    truth["astronaut"].append(
+        add("happy", _jpeg(whole.resize((256, 256), Image.Resampling.BICUBIC)))
+    )
+    truth["astronaut"].append(
+        add("happy", _jpeg(face.resize((128, 128), Image.Resampling.BICUBIC)))
+    )
+    rotated = whole.rotate(20, resample=Image.Resampling.BICUBIC, center=(230, 120)).crop(
+        (120, 10, 340, 230)
+    )
     truth["astronaut"].append(add("surprise", _jpeg(rotated.resize((160, 160)))))
 
     base = _affectnet_face(faces[61], rng, 96)
@@ -245,9 +291,18 @@ def _affectnet_files(
     stored = base.transpose(Image.Transpose.ROTATE_90)
     normalised = [
         ("sad", _jpeg(base.convert("CMYK")), "jpg", "mode_CMYK_to_RGB"),
-        ("fear", _png(base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)), "png", "mode_P_to_RGB"),
-        ("neutral", _png(Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)), "png",
-         "mode_I;16_to_L"),
+        (
+            "fear",
+            _png(base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)),
+            "png",
+            "mode_P_to_RGB",
+        ),
+        (
+            "neutral",
+            _png(Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)),
+            "png",
+            "mode_I;16_to_L",
+        ),
         ("happy", _png(_with_alpha(base)), "png", "mode_RGBA_to_RGB"),
         ("anger", _jpeg(stored, exif=exif.tobytes()), "jpg", "exif_orientation_6"),
         ("surprise", _bmp(base), "bmp", "format_BMP_to_PNG"),
@@ -264,11 +319,23 @@ def _affectnet_files(
     ]
     for folder, payload, ext, reason in broken:
         row_id = add(folder, payload, ext)
-        truth["rejects"].append({"source": "affectnet", "id": row_id, "reason": reason,
-                                 "locator": row_id.split("/", 1)[1]})
+        truth["rejects"].append(
+            {
+                "source": "affectnet",
+                "id": row_id,
+                "reason": reason,
+                "locator": row_id.split("/", 1)[1],
+            }
+        )
     files["labels.txt"] = b"class folders: " + " ".join(AFFECTNET_FOLDERS).encode() + b"\n"
-    truth["rejects"].append({"source": "affectnet", "id": f"{AFFECTNET_DIR}/labels.txt",
-                             "reason": "no_class_folder", "locator": "labels.txt"})
+    truth["rejects"].append(
+        {
+            "source": "affectnet",
+            "id": f"{AFFECTNET_DIR}/labels.txt",
+            "reason": "no_class_folder",
+            "locator": "labels.txt",
+        }
+    )
     return files
 
 

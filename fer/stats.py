@@ -36,10 +36,14 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
         "rows": len(sources),
         "label_column": label_column,
         "split_column": split_column,
-        "classes": _nested(zip(sources, map(_key, labels))),
-        "splits": _nested(zip(sources, map(_key, splits))) if split_column else {},
+        "classes": _nested(zip(sources, map(_key, labels), strict=True)),
+        "splits": _nested(zip(sources, map(_key, splits), strict=True)) if split_column else {},
         "rejected": _nested(
-            zip(rejects.column("source").to_pylist(), rejects.column("reason").to_pylist())
+            zip(
+                rejects.column("source").to_pylist(),
+                rejects.column("reason").to_pylist(),
+                strict=True,
+            )
         ),
         "summary": summary,
     }
@@ -70,11 +74,25 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
     console = Console()
     for stats in collected:
         title = f"{stats['path']}  ({stats['stage'] or 'dataset'}, {stats['rows']} rows)"
-        console.print(_matrix(Table, title, stats["label_column"], stats["classes"],
-                              _class_order(stats["classes"])))
+        console.print(
+            _matrix(
+                Table,
+                title,
+                stats["label_column"],
+                stats["classes"],
+                _class_order(stats["classes"]),
+            )
+        )
         if stats["splits"]:
-            console.print(_matrix(Table, None, stats["split_column"], stats["splits"],
-                                  _class_order(stats["splits"])))
+            console.print(
+                _matrix(
+                    Table,
+                    None,
+                    stats["split_column"],
+                    stats["splits"],
+                    _class_order(stats["splits"]),
+                )
+            )
         if stats["rejected"]:
             reasons = sorted({r for per in stats["rejected"].values() for r in per})
             console.print(_matrix(Table, None, "rejected: reason", stats["rejected"], reasons))
@@ -82,8 +100,13 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
             console.print("rejected: none")
 
 
-def _matrix(table_cls: Any, title: str | None, corner: str,
-            counts: dict[str, dict[str, int]], rows: list[str]) -> Any:
+def _matrix(
+    table_cls: Any,
+    title: str | None,
+    corner: str,
+    counts: dict[str, dict[str, int]],
+    rows: list[str],
+) -> Any:
     sources = sorted(counts)
     table = table_cls(title=title, title_justify="left")
     table.add_column(corner)
@@ -107,7 +130,7 @@ def plot_stats(collected: Sequence[dict[str, Any]], out: str | Path) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(len(collected), 1, figsize=(10, 3.6 * len(collected)), squeeze=False)
-    for ax, stats in zip(axes[:, 0], collected):
+    for ax, stats in zip(axes[:, 0], collected, strict=True):
         classes = _class_order(stats["classes"])
         sources = sorted(stats["classes"])
         x = np.arange(len(classes))
@@ -116,7 +139,12 @@ def plot_stats(collected: Sequence[dict[str, Any]], out: str | Path) -> None:
             values = [stats["classes"][source].get(c, 0) for c in classes]
             bars = ax.bar(x + (i - (len(sources) - 1) / 2) * width, values, width, label=source)
             ax.bar_label(bars, fontsize=7, padding=1)
-        ax.set_xticks(x, classes, rotation=30 if len(classes) > 8 else 0, ha="right" if len(classes) > 8 else "center")
+        ax.set_xticks(
+            x,
+            classes,
+            rotation=30 if len(classes) > 8 else 0,
+            ha="right" if len(classes) > 8 else "center",
+        )
         ax.set_ylabel("images")
         ax.set_title(f"{stats['path']} - {stats['label_column']} per source", fontsize=10)
         ax.legend(fontsize=8)

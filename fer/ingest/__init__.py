@@ -54,8 +54,9 @@ def ingest_source(
         summary_fields=summary_fields,
         count_columns=("source_label", "source_split"),
     ) as writer:
-        for item in tqdm(items, desc=f"ingest {source.name}", unit="row", disable=not progress,
-                         mininterval=1.0):
+        for item in tqdm(
+            items, desc=f"ingest {source.name}", unit="row", disable=not progress, mininterval=1.0
+        ):
             if isinstance(item, Kept):
                 writer.add(item.row, item.locator)
             else:

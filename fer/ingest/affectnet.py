@@ -18,7 +18,12 @@ from fer.ingest.common import Kept, Refused, image_row, load_files, safe_relativ
 __all__ = ["AFFECTNET_COLUMNS", "read_affectnet_csv"]
 
 AFFECTNET_COLUMNS = (
-    "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
 )
 
 
@@ -31,13 +36,19 @@ class _Entry:
     extra: dict[str, Any]
 
 
-def read_affectnet_csv(source: AffectNetCsvSource, params: IngestParams) -> Iterator[Kept | Refused]:
+def read_affectnet_csv(
+    source: AffectNetCsvSource, params: IngestParams
+) -> Iterator[Kept | Refused]:
     """Rows of the annotation CSV joined with their image files, sorted by id."""
     csv_path, image_root = source.annotations_path, source.images_path
     if not csv_path.is_file():
-        raise FerDataError(f"{csv_path}: AffectNet annotation CSV of source '{source.name}' not found")
+        raise FerDataError(
+            f"{csv_path}: AffectNet annotation CSV of source '{source.name}' not found"
+        )
     if not image_root.is_dir():
-        raise FerDataError(f"{image_root}: AffectNet image root of source '{source.name}' not found")
+        raise FerDataError(
+            f"{image_root}: AffectNet image root of source '{source.name}' not found"
+        )
     entries: list[_Entry] = []
     with csv_path.open(newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
@@ -60,14 +71,19 @@ def read_affectnet_csv(source: AffectNetCsvSource, params: IngestParams) -> Iter
     results = load_files(
         [image_root / e.relative for e in entries], params.max_image_pixels, params.workers
     )
-    for entry, result in zip(entries, results):
+    for entry, result in zip(entries, results, strict=True):
         if isinstance(result, Rejection):
             yield Refused(entry.row_id, entry.locator, result)
             continue
         yield Kept(
             image_row(
-                row_id=entry.row_id, source=source.name, source_label=entry.label,
-                source_split=source.split, image=result, path=entry.relative, **entry.extra,
+                row_id=entry.row_id,
+                source=source.name,
+                source_label=entry.label,
+                source_split=source.split,
+                image=result,
+                path=entry.relative,
+                **entry.extra,
             ),
             entry.locator,
         )
@@ -78,19 +94,33 @@ def _parse_record(record: dict[str, Any], source: AffectNetCsvSource) -> dict[st
     relative = safe_relative_path(raw_path)
     row_id = f"{source.name}/{relative}" if relative else None
     if relative is None:
-        return Refused(row_id, "", Rejection(
-            "path_escapes_root", f"subDirectory_filePath {raw_path[:80]!r} is empty, absolute or uses '..'"
-        ))
+        return Refused(
+            row_id,
+            "",
+            Rejection(
+                "path_escapes_root",
+                f"subDirectory_filePath {raw_path[:80]!r} is empty, absolute or uses '..'",
+            ),
+        )
     raw_label = (record.get(source.label_column) or "").strip()
     try:
         label = str(int(raw_label))
     except ValueError:
-        return Refused(row_id, "", Rejection("bad_label", f"{source.label_column} {raw_label[:20]!r} is not an integer"))
+        return Refused(
+            row_id,
+            "",
+            Rejection("bad_label", f"{source.label_column} {raw_label[:20]!r} is not an integer"),
+        )
     box = [_to_float(record.get(k)) for k in ("face_x", "face_y", "face_width", "face_height")]
     if any(v is None for v in box) or box[2] <= 0 or box[3] <= 0:
-        return Refused(row_id, "", Rejection(
-            "bad_face_box", "face_x/face_y/face_width/face_height must be numbers with positive size"
-        ))
+        return Refused(
+            row_id,
+            "",
+            Rejection(
+                "bad_face_box",
+                "face_x/face_y/face_width/face_height must be numbers with positive size",
+            ),
+        )
     landmarks_text = (record.get("facial_landmarks") or "").strip()
     landmarks = None
     if landmarks_text:
@@ -99,16 +129,18 @@ def _parse_record(record: dict[str, Any], source: AffectNetCsvSource) -> dict[st
         except ValueError:
             values = np.array([np.nan])
         if values.size % 2 or not np.isfinite(values).all():
-            return Refused(row_id, "", Rejection(
-                "bad_landmarks", "facial_landmarks must be ';'-separated x;y numbers"
-            ))
+            return Refused(
+                row_id,
+                "",
+                Rejection("bad_landmarks", "facial_landmarks must be ';'-separated x;y numbers"),
+            )
         landmarks = values.astype(np.float32).tolist()
     return {
         "row_id": row_id,
         "relative": str(relative),
         "label": label,
         "extra": {
-            "source_box": dict(zip("xywh", box)),
+            "source_box": dict(zip("xywh", box, strict=True)),
             "source_landmarks": landmarks,
             "valence": _to_float(record.get("valence")),
             "arousal": _to_float(record.get("arousal")),

@@ -26,8 +26,16 @@ FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
 FER2013_SIDE = 48
 FER2013_CLASSES = 7
 FERPLUS_CLASSES = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-    "unknown", "NF",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
 )
 _FERPLUS_HEADER = ("Usage", "Image name", *FERPLUS_CLASSES)
 _REQUIRED = ("emotion", "pixels", "Usage")
@@ -85,8 +93,13 @@ def read_fer2013_csv(source: Fer2013CsvSource) -> Iterator[Kept | Refused]:
                     label, votes = outcome.label, outcome.votes
                 yield Kept(
                     image_row(
-                        row_id=row_id, source=source.name, source_label=label,
-                        source_split=usage, image=image, path=None, label_votes=votes,
+                        row_id=row_id,
+                        source=source.name,
+                        source_label=label,
+                        source_split=usage,
+                        image=image,
+                        path=None,
+                        label_votes=votes,
                     ),
                     locator,
                 )
@@ -117,7 +130,9 @@ def _parse_row(
     except ValueError:
         return Rejection("bad_label", f"emotion {raw_label[:20]!r} is not an integer")
     if not 0 <= label < FER2013_CLASSES:
-        return Rejection("label_out_of_range", f"emotion {label} is outside 0-{FER2013_CLASSES - 1}")
+        return Rejection(
+            "label_out_of_range", f"emotion {label} is outside 0-{FER2013_CLASSES - 1}"
+        )
     usage = fields[columns["Usage"]].strip()
     if usage not in FER2013_USAGES:
         return Rejection("unknown_usage", f"Usage {usage[:20]!r} is not one of {FER2013_USAGES}")
@@ -160,9 +175,7 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows or tuple(c.strip() for c in rows[0]) != _FERPLUS_HEADER:
-        raise FerDataError(
-            f"{path}:1: header is not FER+'s '{','.join(_FERPLUS_HEADER)}'"
-        )
+        raise FerDataError(f"{path}:1: header is not FER+'s '{','.join(_FERPLUS_HEADER)}'")
     body = [r for r in rows[1:] if any(x.strip() for x in r)]
     if len(body) != expected_rows:
         raise FerDataError(
@@ -172,12 +185,15 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
     try:
         votes = np.array([[int(v) for v in r[2:12]] for r in body], dtype=np.int64).reshape(-1, 10)
     except ValueError as exc:
-        bad = next(i for i, r in enumerate(body) if len(r) != 12 or not all(
-            v.strip().isdigit() for v in r[2:12]))
+        bad = next(
+            i
+            for i, r in enumerate(body)
+            if len(r) != 12 or not all(v.strip().isdigit() for v in r[2:12])
+        )
         raise FerDataError(f"{path}:{bad + 2}: expected ten integer vote counts ({exc})") from exc
     winners = ferplus_majority(votes)
     outcomes = []
-    for row, vote_row, winner in zip(body, votes.tolist(), winners.tolist()):
+    for row, vote_row, winner in zip(body, votes.tolist(), winners.tolist(), strict=True):
         usage, image_name = row[0].strip(), row[1].strip()
         label: str | Rejection
         if not image_name:
@@ -185,8 +201,10 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
         elif winner < 0:
             label = Rejection("ferplus_no_majority", f"no class has a majority of votes {vote_row}")
         elif FERPLUS_CLASSES[winner] in ("unknown", "NF"):
-            label = Rejection(f"ferplus_{FERPLUS_CLASSES[winner].lower()}",
-                              f"FER+ majority says {FERPLUS_CLASSES[winner]} (votes {vote_row})")
+            label = Rejection(
+                f"ferplus_{FERPLUS_CLASSES[winner].lower()}",
+                f"FER+ majority says {FERPLUS_CLASSES[winner]} (votes {vote_row})",
+            )
         else:
             label = FERPLUS_CLASSES[winner]
         outcomes.append(_Relabel(usage, label, vote_row))

@@ -35,11 +35,15 @@ def read_image_folder(source: ImageFolderSource, params: IngestParams) -> Iterat
     for path in files:
         if len(path.parts) < 2:
             yield Refused(
-                f"{source.name}/{path}", str(path),
-                Rejection("no_class_folder", "file lies directly in the source folder, not in a class folder"),
+                f"{source.name}/{path}",
+                str(path),
+                Rejection(
+                    "no_class_folder",
+                    "file lies directly in the source folder, not in a class folder",
+                ),
             )
     results = load_files([root / p for p in labelled], params.max_image_pixels, params.workers)
-    for path, result in zip(labelled, results):
+    for path, result in zip(labelled, results, strict=True):
         row_id = f"{source.name}/{path}"
         if isinstance(result, Rejection):
             yield Refused(row_id, str(path), result)
@@ -47,8 +51,12 @@ def read_image_folder(source: ImageFolderSource, params: IngestParams) -> Iterat
         split = next((d for d in path.parts[:-2] if d.lower() in source.split_folders), None)
         yield Kept(
             image_row(
-                row_id=row_id, source=source.name, source_label=path.parts[-2],
-                source_split=split, image=result, path=str(path),
+                row_id=row_id,
+                source=source.name,
+                source_label=path.parts[-2],
+                source_split=split,
+                image=result,
+                path=str(path),
             ),
             str(path),
         )

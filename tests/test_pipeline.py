@@ -1,0 +1,84 @@
+"""`dvc repro` on the bundled sample, in a throwaway copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer.dataset import read_summary, read_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("dvc is not installed next to this Python")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    root = tmp_path_factory.mktemp("project")
+    for relative in files:
+        if (REPO / relative).is_file():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, root / relative)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    _run(["git", "init", "-q"], root)
+    _run(["fer-data", "sample", "data/raw"], root)
+    _run(["dvc", "repro"], root)
+    return root
+
+
+def test_repro_ingests_every_source(project):
+    for source in ("fer2013", "affectnet"):
+        out = project / "data" / "interim" / "ingest" / source
+        summary = read_summary(out)
+        assert summary["total"] == summary["kept"] + summary["rejected"] > 0
+        assert read_table(out, columns=["id"]).num_rows == summary["kept"]
+    assert (project / "dvc.lock").exists()
+
+
+def test_second_repro_does_nothing(project):
+    result = _run(["dvc", "repro"], project)
+    assert "Running stage" not in result.stdout
+    status = _run(["dvc", "status"], project)
+    assert "up to date" in status.stdout
+
+
+def test_editing_one_source_reruns_only_its_ingest(project):
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(
+        original.replace(
+            "path: data/raw/affectnet\n", "path: data/raw/affectnet\n    split_folders: [train]\n"
+        )
+    )
+    try:
+        result = _run(["dvc", "repro"], project)
+        assert "Running stage 'ingest@affectnet'" in result.stdout
+        assert "Running stage 'ingest@fer2013'" not in result.stdout
+    finally:
+        params.write_text(original)
+        _run(["dvc", "repro"], project)
+
+
+def test_stats_on_stage_outputs(project):
+    outs = sorted(str(p) for p in (project / "data" / "interim" / "ingest").iterdir() if p.is_dir())
+    result = _run(["fer-data", "stats", *outs], project)
+    assert "fer2013" in result.stdout and "affectnet" in result.stdout
