@@ -83,7 +83,7 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
                 _class_order(stats["classes"]),
             )
         )
-        if stats["splits"]:
+        if any(set(per_source) != {"(none)"} for per_source in stats["splits"].values()):
             console.print(
                 _matrix(
                     Table,

@@ -12,19 +12,10 @@ from fer.config import AffectNetCsvSource
 from fer.dataset import read_rejects, read_table
 from fer.errors import FerDataError
 from fer.ingest import ingest_source
+from fer.ingest.affectnet import AFFECTNET_COLUMNS
 from tests.conftest import encode, face_like
 
-HEADER = [
-    "subDirectory_filePath",
-    "face_x",
-    "face_y",
-    "face_width",
-    "face_height",
-    "facial_landmarks",
-    "expression",
-    "valence",
-    "arousal",
-]
+HEADER = [*AFFECTNET_COLUMNS, "expression", "valence", "arousal"]
 LANDMARKS = ";".join(f"{v:.2f}" for v in np.linspace(10, 90, 136))
 
 
