@@ -1,0 +1,241 @@
+"""Batched MTCNN face detection with facenet-pytorch's networks and weights.
+
+facenet-pytorch's `detect_face` crops every candidate box in a Python loop before its second
+and third networks, runs them channels-first (where max-pooling is several times slower on
+CPUs) and ends in a pure-Python non-maximum suppression. This module keeps its weights, its
+image pyramid and its box arithmetic (the same helper functions), and replaces those three steps:
+all candidate crops of a batch are resampled at once with `torchvision.ops.roi_align` (averaging
+samples at pixel centres, which equals the reference's area interpolation where a bin covers
+whole pixels), the networks run channels-last, and the final "Min" suppression is vectorised
+over images.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn.functional import interpolate
+from torchvision.ops import nms, roi_align
+
+__all__ = ["Detections", "FaceDetector"]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in a batch: one row per face, `image` says which image it belongs to."""
+
+    image: np.ndarray  # (n,) int64
+    boxes: np.ndarray  # (n, 4) float32 x1, y1, x2, y2
+    scores: np.ndarray  # (n,) float32
+    landmarks: np.ndarray  # (n, 5, 2) float32: left eye, right eye, nose, mouth left, mouth right
+
+
+class FaceDetector:
+    """MTCNN (P-, R-, O-net) over batches of equal-size RGB uint8 images."""
+
+    def __init__(
+        self,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+        self.min_face_size = min_face_size
+        self.thresholds = thresholds
+        self.factor = factor
+        self.device = torch.device(device)
+        self._threads = max(1, torch.get_num_threads())
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self.pnet, self.rnet, self.onet = (
+            net.eval().to(self.device, memory_format=torch.channels_last)
+            for net in (PNet(), RNet(), ONet())
+        )
+
+    @torch.inference_mode()
+    def detect(self, images: np.ndarray | torch.Tensor) -> Detections:
+        """Detect faces in a (B, H, W, 3) uint8 batch."""
+        batch = torch.as_tensor(images, device=self.device)
+        batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+        boxes, image_inds = self._stage_one(batch)
+        if len(boxes):
+            boxes, image_inds = self._stage_two(batch, boxes, image_inds)
+        if len(boxes):
+            return self._stage_three(batch, boxes, image_inds)
+        return Detections(
+            np.zeros(0, np.int64),
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros((0, 5, 2), np.float32),
+        )
+
+    def _scales(self, height: int, width: int) -> list[float]:
+        scale = 12.0 / self.min_face_size
+        min_side = min(height, width) * scale
+        scales = []
+        while min_side >= 12:
+            scales.append(scale)
+            scale *= self.factor
+            min_side *= self.factor
+        return scales
+
+    def _stage_one(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
+
+        height, width = batch.shape[2:]
+        all_boxes, all_inds = [], []
+        for scale in self._scales(height, width):
+            size = (int(height * scale + 1), int(width * scale + 1))
+            resized = (interpolate(batch, size=size, mode="area") - 127.5) * 0.0078125
+            reg, probs = self.pnet(resized.contiguous(memory_format=torch.channels_last))
+            boxes, inds = generateBoundingBox(
+                reg.contiguous(), probs[:, 1].contiguous(), scale, self.thresholds[0]
+            )
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.5)
+            all_boxes.append(boxes[pick])
+            all_inds.append(inds[pick])
+        if not all_boxes:
+            return torch.zeros(0, 5, device=self.device), torch.zeros(0, dtype=torch.long)
+        boxes, inds = torch.cat(all_boxes), torch.cat(all_inds)
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
+        boxes, inds = boxes[pick], inds[pick]
+        width_, height_ = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        refined = torch.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * width_,
+                boxes[:, 1] + boxes[:, 6] * height_,
+                boxes[:, 2] + boxes[:, 7] * width_,
+                boxes[:, 3] + boxes[:, 8] * height_,
+                boxes[:, 4],
+            ],
+            dim=1,
+        )
+        return rerec(refined), inds
+
+    def _crops(
+        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor, side: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised side x side crops of each box, clipped to the image as the reference does."""
+        height, width = batch.shape[2:]
+        # The reference's `pad`: truncate, then clip to 1-based [1, w] x [1, h].
+        truncated = boxes[:, :4].trunc()
+        x1 = truncated[:, 0].clamp(min=1) - 1
+        y1 = truncated[:, 1].clamp(min=1) - 1
+        x2 = truncated[:, 2].clamp(max=width)
+        y2 = truncated[:, 3].clamp(max=height)
+        valid = (x2 > x1) & (y2 > y1)
+        rois = torch.stack([inds.to(batch.dtype), x1, y1, x2, y2], dim=1)[valid]
+        crops = self._roi_align(batch.contiguous(), rois, side)
+        crops = (crops - 127.5) * 0.0078125
+        return crops.contiguous(memory_format=torch.channels_last), valid
+
+    def _roi_align(self, batch: torch.Tensor, rois: torch.Tensor, side: int) -> torch.Tensor:
+        def align(part: torch.Tensor) -> torch.Tensor:
+            return roi_align(batch, part, (side, side), 1.0, sampling_ratio=-1, aligned=True)
+
+        # torchvision's CPU roi_align uses one thread; split the boxes across the cores.
+        if self.device.type != "cpu" or len(rois) < 512 or self._threads == 1:
+            return align(rois)
+        parts = torch.tensor_split(rois, self._threads)
+        return torch.cat(list(self._pool.map(align, parts)))
+
+    def _stage_two(
+        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+
+        crops, valid = self._crops(batch, boxes, inds, 24)
+        boxes, inds = boxes[valid], inds[valid]
+        reg, probs = _chunked(self.rnet, crops, 256)
+        score = probs[:, 1]
+        keep = score > self.thresholds[1]
+        boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
+        inds, reg = inds[keep], reg[keep]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
+        boxes, inds, reg = boxes[pick], inds[pick], reg[pick]
+        return rerec(bbreg(boxes, reg)), inds
+
+    def _stage_three(self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor) -> Detections:
+        from facenet_pytorch.models.utils.detect_face import bbreg
+
+        crops, valid = self._crops(batch, boxes, inds, 48)
+        boxes, inds = boxes[valid], inds[valid]
+        reg, points, probs = _chunked(self.onet, crops, 64)
+        score = probs[:, 1]
+        keep = score > self.thresholds[2]
+        boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
+        inds, reg, points = inds[keep], reg[keep], points[keep]
+        box_w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        box_h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        landmarks = torch.stack(
+            [
+                box_w * points[:, :5] + boxes[:, 0:1] - 1,
+                box_h * points[:, 5:10] + boxes[:, 1:2] - 1,
+            ],
+            dim=2,
+        )
+        boxes = bbreg(boxes, reg)
+        pick = nms_min(boxes[:, :4], boxes[:, 4], inds, 0.7)
+        boxes, inds, landmarks = boxes[pick], inds[pick], landmarks[pick]
+        order = torch.argsort(inds * 2.0 - boxes[:, 4], stable=True)  # by image, best score first
+        boxes, inds, landmarks = boxes[order], inds[order], landmarks[order]
+        return Detections(
+            inds.cpu().numpy().astype(np.int64),
+            boxes[:, :4].cpu().numpy().astype(np.float32),
+            boxes[:, 4].cpu().numpy().astype(np.float32),
+            landmarks.cpu().numpy().astype(np.float32),
+        )
+
+
+def _chunked(net: torch.nn.Module, crops: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    # Small chunks keep activations in cache: 2-3x faster than one big batch on CPUs.
+    outputs = [net(crops[i : i + size]) for i in range(0, len(crops), size)]
+    if not outputs:
+        return net(crops)
+    return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float) -> torch.Tensor:
+    """IoU NMS per image in one call: boxes of different images are shifted apart so they
+    never overlap (torchvision's own trick, which it skips for large inputs on CPU)."""
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    offsets = inds.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, threshold)
+
+
+def nms_min(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy NMS per image where overlap = intersection / smaller area (MTCNN's 'Min').
+
+    Boxes of each image are ranked by score and laid out in a (images, K, K) overlap tensor,
+    so the greedy pass takes K vectorised steps, K being the most boxes any image has.
+    """
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(inds[order], stable=True)]
+    sorted_inds = inds[order]
+    _, counts = torch.unique_consecutive(sorted_inds, return_counts=True)
+    groups, k = len(counts), int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order), device=boxes.device) - torch.repeat_interleave(starts, counts)
+    group = torch.repeat_interleave(torch.arange(groups, device=boxes.device), counts)
+    padded = torch.zeros(groups, k, 4, dtype=boxes.dtype, device=boxes.device)
+    present = torch.zeros(groups, k, dtype=torch.bool, device=boxes.device)
+    padded[group, rank] = boxes[order]
+    present[group, rank] = True
+    x1, y1, x2, y2 = padded.unbind(-1)
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    inter_w = (torch.minimum(x2[:, :, None], x2[:, None]) - torch.maximum(x1[:, :, None], x1[:, None]) + 1).clamp(min=0)
+    inter_h = (torch.minimum(y2[:, :, None], y2[:, None]) - torch.maximum(y1[:, :, None], y1[:, None]) + 1).clamp(min=0)
+    overlap = inter_w * inter_h / torch.minimum(area[:, :, None], area[:, None])
+    keep = present.clone()
+    later = torch.triu(torch.ones(k, k, dtype=torch.bool, device=boxes.device), diagonal=1)
+    for r in range(k):
+        suppress = keep[:, r : r + 1] & (overlap[:, r] > threshold) & later[r]
+        keep &= ~suppress
+    return order[keep[group, rank]]
