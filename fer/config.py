@@ -14,8 +14,12 @@ import yaml
 from fer.errors import FerDataError
 
 __all__ = [
+    "CROP_NO_FACE_POLICIES",
+    "CROP_SELECTIONS",
     "DEFAULT_SPLIT_FOLDERS",
     "AffectNetCsvSource",
+    "CropRuntime",
+    "CropSettings",
     "Fer2013CsvSource",
     "ImageFolderSource",
     "IngestParams",
@@ -116,12 +120,57 @@ _FORMATS: dict[str, type] = {
 _FOLDER_INPUTS = {"fer2013_csv": ("labels",), "affectnet_csv": ("annotations", "images")}
 
 
+CROP_SELECTIONS = ("largest_score", "largest", "score", "center")
+CROP_NO_FACE_POLICIES = ("keep", "drop", "source_box")
+
+
+@dataclass(frozen=True)
+class CropRuntime:
+    """How the crop stage runs; results do not depend on these beyond float noise."""
+
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    batch_size: int = 512
+    """Images per detector call."""
+    detect_max_side: int = 640
+    """Larger images are downscaled for detection; boxes are mapped back."""
+    bucket: int = 32
+    """Detector inputs are padded up to a multiple of this, so similar sizes share a batch."""
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """Per-source face re-cropping: `crop.defaults` overridden by `crop.sources.<name>`."""
+
+    enabled: bool = True
+    margin: float = 0.2
+    """Fraction of the face box side added on each side of the square crop."""
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_score: float = 0.9
+    """A best face below this score is `low_score`, handled like no face."""
+    pad: float = 0.0
+    """Gray border added around the frame before detection, as a fraction of its longer side;
+    lets MTCNN find faces that fill the frame (FER2013)."""
+    output_size: int | None = None
+    """Side of the square output in pixels; null keeps the crop's native resolution."""
+    select: str = "largest_score"
+    align: bool = False
+    """Rotate so the eyes are level (similarity transform from the landmarks)."""
+    no_face: str = "keep"
+    """keep the original flagged, drop it as a counted reject, or crop the source's box."""
+    border: str = "edge"
+    """How crop areas outside the frame are filled: edge (replicate) or black."""
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything `params.yaml` holds that the pipeline uses."""
 
     ingest: IngestParams
     sources: Mapping[str, Source]
+    crop_runtime: CropRuntime = field(default_factory=CropRuntime)
+    crop: Mapping[str, CropSettings] = field(default_factory=dict)
 
 
 def load_params(path: str | Path) -> Params:
@@ -149,7 +198,67 @@ def parse_params(raw: Mapping[str, Any], root: Path, origin: str = "params.yaml"
     if not isinstance(raw_sources, Mapping) or not raw_sources:
         raise FerDataError(f"{origin}: 'sources' must map source names to their settings")
     sources = {name: _parse_source(name, spec, root, origin) for name, spec in raw_sources.items()}
-    return Params(ingest=ingest, sources=MappingProxyType(dict(sorted(sources.items()))))
+    runtime, crop = _parse_crop(raw.get("crop") or {}, sources, origin)
+    return Params(
+        ingest=ingest,
+        sources=MappingProxyType(dict(sorted(sources.items()))),
+        crop_runtime=runtime,
+        crop=MappingProxyType(crop),
+    )
+
+
+def _parse_crop(
+    raw: Mapping[str, Any], sources: Mapping[str, Source], origin: str
+) -> tuple[CropRuntime, dict[str, CropSettings]]:
+    where = f"{origin}: crop"
+    if not isinstance(raw, Mapping):
+        raise FerDataError(f"{where}: expected a mapping with runtime, defaults and sources")
+    unknown = sorted(set(raw) - {"runtime", "defaults", "sources"})
+    if unknown:
+        raise FerDataError(f"{where}: unknown key(s) {unknown}; known: runtime, defaults, sources")
+    runtime = _build(CropRuntime, raw.get("runtime") or {}, f"{where}.runtime")
+    if runtime.device not in ("auto", "cpu", "cuda"):
+        raise FerDataError(f"{where}.runtime.device: {runtime.device!r} is not auto, cpu or cuda")
+    for key in ("batch_size", "detect_max_side", "bucket"):
+        if not isinstance(getattr(runtime, key), int) or getattr(runtime, key) < 1:
+            raise FerDataError(f"{where}.runtime.{key}: must be a positive integer")
+    defaults = dict(raw.get("defaults") or {})
+    per_source = raw.get("sources") or {}
+    extra = sorted(set(per_source) - set(sources))
+    if extra:
+        raise FerDataError(
+            f"{where}.sources: {extra} are not sources; remove them or add the sources"
+        )
+    settings = {}
+    for name in sorted(sources):
+        spec = {**defaults, **(per_source.get(name) or {})}
+        if "thresholds" in spec:
+            spec["thresholds"] = tuple(float(t) for t in spec["thresholds"])
+        item = _build(CropSettings, spec, f"{where}.sources.{name}")
+        _check_crop(item, f"{where}.sources.{name}")
+        settings[name] = item
+    return runtime, settings
+
+
+def _check_crop(item: CropSettings, where: str) -> None:
+    if item.select not in CROP_SELECTIONS:
+        raise FerDataError(f"{where}.select: {item.select!r} is not one of {CROP_SELECTIONS}")
+    if item.no_face not in CROP_NO_FACE_POLICIES:
+        raise FerDataError(
+            f"{where}.no_face: {item.no_face!r} is not one of {CROP_NO_FACE_POLICIES}"
+        )
+    if item.border not in ("edge", "black"):
+        raise FerDataError(f"{where}.border: {item.border!r} is not edge or black")
+    if len(item.thresholds) != 3 or not all(0 <= t <= 1 for t in item.thresholds):
+        raise FerDataError(f"{where}.thresholds: give three scores in 0..1 (P-, R-, O-net)")
+    if not 0 <= item.margin <= 2 or not 0 <= item.pad <= 1:
+        raise FerDataError(f"{where}: margin must be in 0..2 and pad in 0..1")
+    if item.output_size is not None and (
+        not isinstance(item.output_size, int) or item.output_size < 8
+    ):
+        raise FerDataError(f"{where}.output_size: an integer >= 8, or null for native size")
+    if not isinstance(item.min_face_size, int) or item.min_face_size < 12:
+        raise FerDataError(f"{where}.min_face_size: an integer >= 12 (MTCNN's smallest window)")
 
 
 def _parse_source(name: Any, spec: Any, root: Path, origin: str) -> Source:

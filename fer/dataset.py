@@ -24,6 +24,7 @@ from fer.errors import FerDataError
 from fer.images import Rejection
 
 __all__ = [
+    "CROP_SCHEMA",
     "INGEST_SCHEMA",
     "REJECTS_SCHEMA",
     "SUMMARY_FILE",
@@ -58,6 +59,19 @@ INGEST_SCHEMA = pa.schema(
         pa.field("valence", pa.float32()),
         pa.field("arousal", pa.float32()),
         pa.field("label_votes", pa.list_(pa.int16())),
+    ]
+)
+CROP_SCHEMA = pa.schema(
+    [
+        *INGEST_SCHEMA,
+        pa.field("original_width", pa.int32(), nullable=False),
+        pa.field("original_height", pa.int32(), nullable=False),
+        pa.field("crop_status", pa.string(), nullable=False),
+        pa.field("crop_faces", pa.int16(), nullable=False),
+        pa.field("crop_box", BOX_TYPE),
+        pa.field("crop_score", pa.float32()),
+        pa.field("crop_landmarks", pa.list_(pa.float32())),
+        pa.field("crop_angle", pa.float32()),
     ]
 )
 REJECTS_SCHEMA = pa.schema(
@@ -148,7 +162,12 @@ class DatasetWriter:
     def reject_with(self, source: str, row_id: str | None, locator: str, why: Rejection) -> None:
         self.reject(source, row_id, locator, why.reason, why.detail)
 
-    def close(self) -> dict[str, Any]:
+    @property
+    def staging_dir(self) -> Path:
+        """Where extra files (pictures) for the output folder go before `close`."""
+        return self._tmp
+
+    def close(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish the shards, write rejects and summary, and move the folder into place."""
         self._flush()
         self._close_shard()
@@ -163,6 +182,7 @@ class DatasetWriter:
             "rejected_by_reason": dict(sorted(by_reason.items())),
             **{f"kept_by_{c}": dict(sorted(n.items())) for c, n in self._counts.items()},
             "notes": dict(sorted(self._notes.items())),
+            **(extra or {}),
             "shards": self._shards,
         }
         (self._tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

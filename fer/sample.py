@@ -211,13 +211,30 @@ def _bomb_png(side: int = 30000) -> bytes:
     )
 
 
-def _affectnet_face(face25: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
-    big = _resize(face25, int(side * 1.2))
-    image = _tinted_rgb(big, (1.0, rng.uniform(0.85, 0.95), rng.uniform(0.72, 0.85)))
-    image = image.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC)
-    margin = (image.width - side) // 2
-    image = image.crop((margin, margin, margin + side, margin + side))
-    return ImageEnhance.Brightness(image).enhance(float(rng.uniform(0.8, 1.2)))
+def _affectnet_face(
+    face25: np.ndarray, rng: np.random.Generator, side: int, backdrop: np.ndarray
+) -> Image.Image:
+    """A tinted face over a blurred photo backdrop, like AffectNet's crops with background."""
+    face_side = int(side * rng.uniform(0.6, 0.72))
+    face = _tinted_rgb(
+        _resize(face25, face_side), (1.0, rng.uniform(0.85, 0.95), rng.uniform(0.72, 0.85))
+    )
+    top, left = (int(v) for v in rng.integers(0, backdrop.shape[0] - side, size=2))
+    patch = Image.fromarray(backdrop[top : top + side, left : left + side])
+    image = patch.filter(ImageFilter.GaussianBlur(3))
+    mask = Image.new("L", (face_side, face_side), 0)
+    inset = face_side // 14
+    ImageDraw.Draw(mask).ellipse(
+        (inset, inset // 2, face_side - inset, face_side - inset // 2), fill=255
+    )
+    mask = mask.filter(ImageFilter.GaussianBlur(face_side / 20))
+    corner = (side - face_side) // 2
+    jitter = [int(v) for v in rng.integers(-side // 12, side // 12 + 1, size=2)]
+    image.paste(face, (corner + jitter[0], corner + jitter[1]), mask)
+    image = image.rotate(
+        float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC, fillcolor=(96, 96, 96)
+    )
+    return ImageEnhance.Brightness(image).enhance(float(rng.uniform(0.85, 1.15)))
 
 
 def _affectnet_files(
@@ -229,8 +246,11 @@ def _affectnet_files(
     rng: np.random.Generator,
     truth: dict[str, Any],
 ) -> dict[str, bytes]:
+    from skimage import data as skdata
+
     files: dict[str, bytes] = {}
     counter = iter(range(1, 10_000))
+    backdrop = skdata.coffee()
 
     def add(folder: str, payload: bytes, ext: str = "jpg") -> str:
         relative = f"{folder}/image{next(counter):07d}.{ext}"
@@ -240,7 +260,7 @@ def _affectnet_files(
     for i in range(_N_CSV_FACES, 100):
         folder = AFFECTNET_FOLDERS[7 if i >= 97 else i % 7]
         side = (96, 96, 128, 160)[i % 4]
-        image = _affectnet_face(faces[i], rng, side)
+        image = _affectnet_face(faces[i], rng, side, backdrop)
         face_id = add(folder, _jpeg(image))
         if i == _N_CSV_FACES:
             copy_id = add(
@@ -285,7 +305,7 @@ def _affectnet_files(
     )
     truth["astronaut"].append(add("surprise", _jpeg(rotated.resize((160, 160)))))
 
-    base = _affectnet_face(faces[61], rng, 96)
+    base = _affectnet_face(faces[61], rng, 96, backdrop)
     exif = Image.Exif()
     exif[0x0112] = 6
     stored = base.transpose(Image.Transpose.ROTATE_90)
@@ -310,7 +330,7 @@ def _affectnet_files(
     for folder, payload, ext, note in normalised:
         truth["normalised"].append({"id": add(folder, payload, ext), "note": note})
 
-    good_jpeg = _jpeg(_affectnet_face(faces[62], rng, 96))
+    good_jpeg = _jpeg(_affectnet_face(faces[62], rng, 96, backdrop))
     broken = [
         ("happy", b"", "jpg", "empty_file"),
         ("sad", good_jpeg[: len(good_jpeg) * 3 // 5], "jpg", "truncated_image"),

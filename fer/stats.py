@@ -14,12 +14,13 @@ __all__ = ["collect_stats", "plot_stats", "render_stats"]
 
 _LABEL_COLUMNS = ("label", "source_label")
 _SPLIT_COLUMNS = ("split", "source_split")
+_STATUS_COLUMNS = ("crop_status",)
 
 
 def collect_stats(path: str | Path) -> dict[str, Any]:
     """Counts of one dataset: source x class, source x split, rejects by source x reason."""
     path = Path(path)
-    table = read_table(path, columns=["source", *_LABEL_COLUMNS, *_SPLIT_COLUMNS])
+    table = read_table(path, columns=["source", *_LABEL_COLUMNS, *_SPLIT_COLUMNS, *_STATUS_COLUMNS])
     names = table.column_names
     label_column = next((c for c in _LABEL_COLUMNS if c in names), None)
     split_column = next((c for c in _SPLIT_COLUMNS if c in names), None)
@@ -38,6 +39,11 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
         "split_column": split_column,
         "classes": _nested(zip(sources, map(_key, labels), strict=True)),
         "splits": _nested(zip(sources, map(_key, splits), strict=True)) if split_column else {},
+        "statuses": {
+            column: _nested(zip(sources, map(_key, table.column(column).to_pylist()), strict=True))
+            for column in _STATUS_COLUMNS
+            if column in names
+        },
         "rejected": _nested(
             zip(
                 rejects.column("source").to_pylist(),
@@ -93,6 +99,9 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
                     _class_order(stats["splits"]),
                 )
             )
+        for column, counts in stats["statuses"].items():
+            statuses = sorted({k for per_source in counts.values() for k in per_source})
+            console.print(_matrix(Table, None, column, counts, statuses))
         if stats["rejected"]:
             reasons = sorted({r for per in stats["rejected"].values() for r in per})
             console.print(_matrix(Table, None, "rejected: reason", stats["rejected"], reasons))

@@ -45,13 +45,22 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def test_repro_ingests_every_source(project):
+@pytest.mark.parametrize("stage", ["ingest", "crop"])
+def test_repro_runs_every_stage_for_every_source(project, stage):
     for source in ("fer2013", "affectnet"):
-        out = project / "data" / "interim" / "ingest" / source
+        out = project / "data" / "interim" / stage / source
         summary = read_summary(out)
+        assert summary["stage"] == stage
         assert summary["total"] == summary["kept"] + summary["rejected"] > 0
         assert read_table(out, columns=["id"]).num_rows == summary["kept"]
     assert (project / "dvc.lock").exists()
+
+
+def test_crop_found_faces_in_the_sample(project):
+    for source in ("fer2013", "affectnet"):
+        summary = read_summary(project / "data" / "interim" / "crop" / source)
+        assert summary["kept_by_crop_status"]["ok"] >= 0.7 * summary["total"]
+        assert (project / "data" / "interim" / "crop" / source / "contact_sheet.png").exists()
 
 
 def test_second_repro_does_nothing(project):
@@ -73,12 +82,36 @@ def test_editing_one_source_reruns_only_its_ingest(project):
         result = _run(["dvc", "repro"], project)
         assert "Running stage 'ingest@affectnet'" in result.stdout
         assert "Running stage 'ingest@fer2013'" not in result.stdout
+        assert "Running stage 'crop@fer2013'" not in result.stdout
+    finally:
+        params.write_text(original)
+        _run(["dvc", "repro"], project)
+
+
+def test_editing_a_crop_param_reruns_only_that_crop(project):
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("      margin: 0.1\n", "      margin: 0.15\n"))
+    try:
+        result = _run(["dvc", "repro"], project)
+        assert "Running stage 'crop@fer2013'" in result.stdout
+        assert "Running stage 'crop@affectnet'" not in result.stdout
+        assert "Running stage 'ingest@" not in result.stdout
     finally:
         params.write_text(original)
         _run(["dvc", "repro"], project)
 
 
 def test_stats_on_stage_outputs(project):
-    outs = sorted(str(p) for p in (project / "data" / "interim" / "ingest").iterdir() if p.is_dir())
+    outs = sorted(
+        str(p)
+        for stage in ("ingest", "crop")
+        for p in (project / "data" / "interim" / stage).iterdir()
+        if p.is_dir()
+    )
     result = _run(["fer-data", "stats", *outs], project)
-    assert "fer2013" in result.stdout and "affectnet" in result.stdout
+    assert (
+        "fer2013" in result.stdout
+        and "affectnet" in result.stdout
+        and "crop_status" in result.stdout
+    )

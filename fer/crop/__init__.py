@@ -1,0 +1,277 @@
+"""Crop: find one face per image with MTCNN and replace the image by a square face crop."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import io
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+from tqdm import tqdm
+
+from fer.config import CropRuntime, CropSettings
+from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
+from fer.dataset import CROP_SCHEMA, DatasetWriter, dataset_shards, read_summary
+from fer.errors import FerDataError
+from fer.images import encode_png
+
+__all__ = ["CONTACT_SHEET", "crop_source", "resolve_device"]
+
+CONTACT_SHEET = "contact_sheet.png"
+_PAD_GRAY = 128
+_NOT_FOUND = ("no_face", "low_score", "too_small")
+_SHEET_TILES = 40
+_TILE = 72
+
+
+def resolve_device(device: str) -> str:
+    """`auto` becomes `cuda` when a GPU is usable, else `cpu`."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FerDataError(
+            "params.yaml: crop.runtime.device is cuda but no CUDA GPU is usable; use auto"
+        )
+    return device
+
+
+@dataclass
+class _Prepared:
+    row: dict[str, Any]
+    pixels: np.ndarray | None = None
+    detector_input: np.ndarray | None = None
+    scale: float = 1.0
+    offset: int = 0
+    faces: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    status: str = ""
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def crop_source(
+    in_dir: str | Path,
+    settings: CropSettings,
+    runtime: CropRuntime,
+    out_dir: str | Path,
+    shard_bytes: int = 128 * 2**20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Crop every image of an ingest output into `out_dir`; returns the summary."""
+    shards = dataset_shards(in_dir)
+    upstream = read_summary(in_dir)
+    source = upstream.get("source", Path(in_dir).name)
+    detector = None
+    if settings.enabled:
+        from fer.crop.detector import FaceDetector
+
+        detector = FaceDetector(
+            settings.min_face_size, settings.thresholds, device=resolve_device(runtime.device)
+        )
+    by_label: dict[str, Counter[str]] = defaultdict(Counter)
+    sheet = _SheetCollector()
+    total = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    with (
+        DatasetWriter(
+            out_dir,
+            CROP_SCHEMA,
+            shard_bytes=shard_bytes,
+            summary_fields={"stage": "crop", "source": source},
+            count_columns=("crop_status", "source_label"),
+        ) as writer,
+        tqdm(
+            total=total, desc=f"crop {source}", unit="img", disable=not progress, mininterval=1.0
+        ) as bar,
+    ):
+        for rows in _row_chunks(shards, runtime.batch_size * 4):
+            for item in _process(rows, settings, runtime, detector):
+                by_label[item.row["source_label"]][item.status] += 1
+                sheet.offer(item)
+                locator = item.row["id"]
+                if item.status in _NOT_FOUND and settings.no_face == "drop":
+                    writer.reject(
+                        item.row["source"], item.row["id"], locator, item.status, item.detail
+                    )
+                else:
+                    writer.add({**item.row, **item.extra}, locator)
+            bar.update(len(rows))
+        sheet.save(writer.staging_dir / CONTACT_SHEET, source)
+        return writer.close(
+            {
+                "status_by_label": {
+                    k: dict(sorted(v.items())) for k, v in sorted(by_label.items())
+                },
+                "found_rate_by_label": {
+                    k: round(v["ok"] / max(1, sum(v.values())), 4)
+                    for k, v in sorted(by_label.items())
+                },
+            }
+        )
+
+
+def _row_chunks(shards: list[Path], size: int) -> Iterator[list[dict[str, Any]]]:
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=size):
+            yield batch.to_pylist()
+
+
+def _process(
+    rows: list[dict[str, Any]], settings: CropSettings, runtime: CropRuntime, detector: Any
+) -> list[_Prepared]:
+    items = [_prepare(row, settings, runtime) for row in rows]
+    if detector is not None:
+        _detect(items, detector, runtime.batch_size)
+    for item in items:
+        if item.status == "":
+            _finish(item, settings)
+        item.extra["crop_status"] = item.status
+    return items
+
+
+def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) -> _Prepared:
+    item = _Prepared(row)
+    item.extra = {
+        "original_width": row["width"],
+        "original_height": row["height"],
+        "crop_faces": 0,
+    }
+    if not settings.enabled:
+        item.status = "skipped"
+        return item
+    with Image.open(io.BytesIO(row["image"]["bytes"])) as image:
+        item.pixels = np.asarray(image)
+    height, width = item.pixels.shape[:2]
+    if min(height, width) < 12:
+        item.status, item.detail = "too_small", f"{width}x{height} is below MTCNN's 12-pixel window"
+        return item
+    scale = min(1.0, runtime.detect_max_side / max(height, width))
+    rgb = item.pixels if item.pixels.ndim == 3 else np.repeat(item.pixels[:, :, None], 3, axis=2)
+    if scale < 1:
+        size = (max(12, round(width * scale)), max(12, round(height * scale)))
+        rgb = np.asarray(
+            Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        )
+    offset = round(settings.pad * max(rgb.shape[:2]))
+    bucket = runtime.bucket
+    canvas_h = math.ceil((rgb.shape[0] + 2 * offset) / bucket) * bucket
+    canvas_w = math.ceil((rgb.shape[1] + 2 * offset) / bucket) * bucket
+    canvas = np.full((canvas_h, canvas_w, 3), _PAD_GRAY, dtype=np.uint8)
+    canvas[offset : offset + rgb.shape[0], offset : offset + rgb.shape[1]] = rgb
+    item.detector_input, item.scale, item.offset = canvas, rgb.shape[1] / width, offset
+    return item
+
+
+def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
+    buckets: dict[tuple[int, ...], list[_Prepared]] = defaultdict(list)
+    for item in items:
+        if item.detector_input is not None:
+            buckets[item.detector_input.shape].append(item)
+    for group in buckets.values():
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            found = detector.detect(np.stack([i.detector_input for i in batch]))
+            for index, item in enumerate(batch):
+                mine = found.image == index
+                boxes = (found.boxes[mine] - item.offset) / item.scale
+                landmarks = (found.landmarks[mine] - item.offset) / item.scale
+                item.faces = (np.round(boxes, 2), found.scores[mine], np.round(landmarks, 2))
+                item.detector_input = None
+
+
+def _finish(item: _Prepared, settings: CropSettings) -> None:
+    boxes, scores, landmarks = item.faces
+    height, width = item.pixels.shape[:2]
+    item.extra["crop_faces"] = len(boxes)
+    window: CropWindow | None = None
+    if len(boxes):
+        best = select_face(boxes, scores, width, height, settings.select)
+        box, score, points = boxes[best], float(scores[best]), landmarks[best]
+        item.extra.update(
+            crop_box={
+                k: float(v)
+                for k, v in zip(
+                    "xywh", (box[0], box[1], box[2] - box[0], box[3] - box[1]), strict=True
+                )
+            },
+            crop_score=score,
+            crop_landmarks=points.reshape(-1).tolist(),
+        )
+        if score >= settings.min_score:
+            item.status = "ok"
+            window = crop_window(box, settings.margin, points, settings.align)
+        else:
+            item.status = "low_score"
+            item.detail = f"best face score {score:.3f} < min_score {settings.min_score}"
+    else:
+        item.status, item.detail = "no_face", "MTCNN found no face"
+    source_box = item.row.get("source_box")
+    if window is None and settings.no_face == "source_box" and source_box:
+        x, y, w, h = (source_box[k] for k in "xywh")
+        window = crop_window(np.array([x, y, x + w, y + h]), settings.margin)
+        item.status = "source_box"
+    if window is None:
+        return
+    crop = cut_crop(item.pixels, window, settings.output_size, settings.border)
+    item.extra["crop_angle"] = window.angle
+    item.row = {
+        **item.row,
+        "image": {"bytes": encode_png(crop), "path": item.row["image"]["path"]},
+        "width": crop.shape[1],
+        "height": crop.shape[0],
+    }
+    item.pixels = crop
+
+
+class _SheetCollector:
+    """Thumbnails for the contact sheet: faces not found, and a hash-chosen sample of crops."""
+
+    def __init__(self) -> None:
+        self.rejected: list[tuple[str, str, np.ndarray]] = []
+        self.sample: list[tuple[str, str, str, np.ndarray]] = []
+
+    def offer(self, item: _Prepared) -> None:
+        if item.pixels is None:
+            return
+        if item.status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
+            caption = f"{item.status} {item.row['source_label']}"
+            self.rejected.append((item.row["id"], caption, _thumbnail(item.pixels)))
+        elif item.status in ("ok", "source_box"):
+            key = hashlib.md5(item.row["id"].encode()).hexdigest()
+            entry = (_negate(key), item.row["id"], str(item.row["source_label"]), item.pixels)
+            if len(self.sample) < _SHEET_TILES:
+                heapq.heappush(self.sample, (entry[0], entry[1], entry[2], _thumbnail(entry[3])))
+            elif entry[0] > self.sample[0][0]:
+                heapq.heapreplace(self.sample, (entry[0], entry[1], entry[2], _thumbnail(entry[3])))
+
+    def save(self, path: Path, source: str) -> None:
+        from fer.crop.sheet import contact_sheet
+
+        sample = [(i, s, t) for _, i, s, t in sorted(self.sample, reverse=True)]
+        contact_sheet(
+            [
+                (f"{source}: faces not found (first {_SHEET_TILES})", self.rejected),
+                (f"{source}: sample of crops", sample),
+            ],
+            path,
+            _TILE,
+        )
+
+
+def _negate(hex_key: str) -> str:
+    # heapq keeps the smallest on top; invert the key so the heap holds the smallest hashes.
+    return "".join("0123456789abcdef"[15 - int(c, 16)] for c in hex_key)
+
+
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+    image = Image.fromarray(pixels).convert("RGB")
+    image.thumbnail((_TILE, _TILE), Image.Resampling.BILINEAR)
+    return np.asarray(image)

@@ -59,6 +59,8 @@ class FaceDetector:
     @torch.inference_mode()
     def detect(self, images: np.ndarray | torch.Tensor) -> Detections:
         """Detect faces in a (B, H, W, 3) uint8 batch."""
+        if isinstance(images, np.ndarray):
+            images = np.require(images, requirements=["C", "W"])
         batch = torch.as_tensor(images, device=self.device)
         batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
         boxes, image_inds = self._stage_one(batch)
@@ -159,7 +161,9 @@ class FaceDetector:
         boxes, inds, reg = boxes[pick], inds[pick], reg[pick]
         return rerec(bbreg(boxes, reg)), inds
 
-    def _stage_three(self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor) -> Detections:
+    def _stage_three(
+        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor
+    ) -> Detections:
         from facenet_pytorch.models.utils.detect_face import bbreg
 
         crops, valid = self._crops(batch, boxes, inds, 48)
@@ -199,7 +203,9 @@ def _chunked(net: torch.nn.Module, crops: torch.Tensor, size: int) -> tuple[torc
     return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float) -> torch.Tensor:
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float
+) -> torch.Tensor:
     """IoU NMS per image in one call: boxes of different images are shifted apart so they
     never overlap (torchvision's own trick, which it skips for large inputs on CPU)."""
     if len(boxes) == 0:
@@ -208,7 +214,9 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, t
     return nms(boxes + offsets[:, None], scores, threshold)
 
 
-def nms_min(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float) -> torch.Tensor:
+def nms_min(
+    boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, threshold: float
+) -> torch.Tensor:
     """Greedy NMS per image where overlap = intersection / smaller area (MTCNN's 'Min').
 
     Boxes of each image are ranked by score and laid out in a (images, K, K) overlap tensor,
@@ -230,8 +238,12 @@ def nms_min(boxes: torch.Tensor, scores: torch.Tensor, inds: torch.Tensor, thres
     present[group, rank] = True
     x1, y1, x2, y2 = padded.unbind(-1)
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    inter_w = (torch.minimum(x2[:, :, None], x2[:, None]) - torch.maximum(x1[:, :, None], x1[:, None]) + 1).clamp(min=0)
-    inter_h = (torch.minimum(y2[:, :, None], y2[:, None]) - torch.maximum(y1[:, :, None], y1[:, None]) + 1).clamp(min=0)
+    inter_w = (
+        torch.minimum(x2[:, :, None], x2[:, None]) - torch.maximum(x1[:, :, None], x1[:, None]) + 1
+    ).clamp(min=0)
+    inter_h = (
+        torch.minimum(y2[:, :, None], y2[:, None]) - torch.maximum(y1[:, :, None], y1[:, None]) + 1
+    ).clamp(min=0)
     overlap = inter_w * inter_h / torch.minimum(area[:, :, None], area[:, None])
     keep = present.clone()
     later = torch.triu(torch.ones(k, k, dtype=torch.bool, device=boxes.device), diagonal=1)

@@ -1,0 +1,90 @@
+"""Choosing a face among several and cutting a square, optionally eye-levelled, crop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["CropWindow", "crop_window", "cut_crop", "select_face"]
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """A square in the source image: centre, side length and rotation (degrees, eyes level)."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float
+
+
+def select_face(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, how: str) -> int:
+    """Index of the face to keep among `boxes` (x1, y1, x2, y2)."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    if how == "largest":
+        return int(np.argmax(area))
+    if how == "score":
+        return int(np.argmax(scores))
+    if how == "center":
+        centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 - width / 2
+        centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 - height / 2
+        return int(np.argmin(centre_x**2 + centre_y**2))
+    return int(np.argmax(area * scores))
+
+
+def crop_window(
+    box: np.ndarray, margin: float, landmarks: np.ndarray | None = None, align: bool = False
+) -> CropWindow:
+    """The square around `box` grown by `margin` per side, rotated to level the eyes if asked."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    angle = 0.0
+    if align and landmarks is not None:
+        (left_x, left_y), (right_x, right_y) = landmarks[0], landmarks[1]
+        angle = math.degrees(math.atan2(right_y - left_y, right_x - left_x))
+    return CropWindow((x1 + x2) / 2, (y1 + y2) / 2, max(side, 1.0), round(angle, 3))
+
+
+def cut_crop(
+    pixels: np.ndarray, window: CropWindow, output_size: int | None, border: str
+) -> np.ndarray:
+    """Resample `window` of `pixels` (H x W or H x W x 3 uint8) into a square array."""
+    out = output_size or max(1, round(window.side))
+    scale = window.side / out
+    cx, cy = window.cx, window.cy
+    image = pixels
+    if scale >= 2:
+        # Box-filter down first: the affine resampler below does not antialias.
+        factor = int(scale)
+        image = np.asarray(Image.fromarray(pixels).reduce(factor))
+        cx, cy, scale = cx / factor, cy / factor, scale / factor
+    theta = math.radians(window.angle)
+    cos, sin = math.cos(theta) * scale, math.sin(theta) * scale
+    half = out / 2
+    # Output (x, y) -> input: centre + x-axis along the eye line, y-axis perpendicular.
+    origin_x = cx - half * cos + half * sin
+    origin_y = cy - half * sin - half * cos
+    corners_x = [origin_x + cos * u - sin * v for u in (0, out) for v in (0, out)]
+    corners_y = [origin_y + sin * u + cos * v for u in (0, out) for v in (0, out)]
+    height, width = image.shape[:2]
+    overflow = max(
+        0.0, -min(corners_x), -min(corners_y), max(corners_x) - width, max(corners_y) - height
+    )
+    pad = math.ceil(overflow) + 2 if overflow > 0 else 0
+    if pad:
+        widths = ((pad, pad), (pad, pad)) + (((0, 0),) if image.ndim == 3 else ())
+        if border == "edge":
+            image = np.pad(image, widths, mode="edge")
+        else:
+            image = np.pad(image, widths, mode="constant")
+    source = Image.fromarray(image)
+    result = source.transform(
+        (out, out),
+        Image.Transform.AFFINE,
+        (cos, -sin, origin_x + pad, sin, cos, origin_y + pad),
+        resample=Image.Resampling.BICUBIC,
+    )
+    return np.asarray(result)

@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from fer.config import CropRuntime, CropSettings
+from fer.crop import CONTACT_SHEET, crop_source
+from fer.crop.detector import FaceDetector, nms_min
+from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
+from fer.dataset import INGEST_SCHEMA, DatasetWriter, read_rejects, read_table
+from fer.images import StoredImage, encode_png
+from fer.ingest.common import image_row
+
+RUNTIME = CropRuntime(device="cpu", batch_size=64)
+ASTRONAUT_FACE = (180, 60, 270, 175)  # x1, y1, x2, y2 of the face in skimage's astronaut()
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def lfw() -> np.ndarray:
+    return (skdata.lfw_subset() * 255).round().astype(np.uint8)
+
+
+def _resize(pixels: np.ndarray, side: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC))
+
+
+def make_dataset(folder: Path, images: dict[str, np.ndarray], **extra_columns) -> Path:
+    """An ingest-shaped dataset of PNG rows, one per {name: pixels}."""
+    with DatasetWriter(
+        folder, INGEST_SCHEMA, 2**20, {"stage": "ingest", "source": "src"}
+    ) as writer:
+        for name in sorted(images):
+            pixels = images[name]
+            stored = StoredImage(
+                encode_png(pixels), pixels.shape[1], pixels.shape[0], (pixels.ndim == 3 and 3) or 1
+            )
+            row = image_row(
+                row_id=f"src/{name}",
+                source="src",
+                source_label=name.split("_")[0],
+                source_split=None,
+                image=stored,
+                path=name,
+                **extra_columns.get(name, {}),
+            )
+            writer.add(row, name)
+        writer.close()
+    return folder
+
+
+def _decode(row: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])))
+
+
+def _crop(tmp_path: Path, images: dict[str, np.ndarray], settings: CropSettings, **extra):
+    src = make_dataset(tmp_path / "in", images, **extra)
+    summary = crop_source(src, settings, RUNTIME, tmp_path / "out", progress=False)
+    rows = {r["id"].split("/", 1)[1]: r for r in read_table(tmp_path / "out").to_pylist()}
+    return summary, rows, read_rejects(tmp_path / "out").to_pylist()
+
+
+def _eye_angle(detector: FaceDetector, pixels: np.ndarray) -> float:
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+    found = detector.detect(rgb[None])
+    assert len(found.scores), "no face in the crop"
+    (lx, ly), (rx, ry) = found.landmarks[0][:2]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def test_finds_the_astronaut(detector):
+    found = detector.detect(skdata.astronaut()[None])
+    assert len(found.scores) == 1 and found.scores[0] > 0.99
+    x1, y1, x2, y2 = found.boxes[0]
+    ex1, ey1, ex2, ey2 = ASTRONAUT_FACE
+    assert abs(x1 - ex1) < 15 and abs(y1 - ey1) < 15 and abs(x2 - ex2) < 15 and abs(y2 - ey2) < 15
+    left_eye, right_eye = found.landmarks[0][:2]
+    assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 6
+
+
+def test_lfw_faces_are_found_and_non_faces_are_not(tmp_path, lfw):
+    images = {f"face_{i:03d}": _resize(lfw[i], 48) for i in range(100)}
+    images |= {f"other_{i:03d}": _resize(lfw[100 + i], 48) for i in range(100)}
+    summary, rows, _ = _crop(tmp_path, images, CropSettings(pad=0.17))
+    faces_ok = sum(rows[f"face_{i:03d}"]["crop_status"] == "ok" for i in range(100))
+    others_not = sum(rows[f"other_{i:03d}"]["crop_status"] != "ok" for i in range(100))
+    assert faces_ok >= 95, summary["status_by_label"]
+    assert others_not >= 95, summary["status_by_label"]
+    assert summary["found_rate_by_label"]["face"] >= 0.95
+
+
+def test_align_levels_the_eyes_of_a_rotated_face(tmp_path, detector):
+    rotated = np.asarray(
+        Image.fromarray(skdata.astronaut()).rotate(
+            20, resample=Image.Resampling.BICUBIC, center=(225, 118)
+        )
+    )
+    tilt = _eye_angle(detector, rotated)
+    assert abs(tilt) > 15
+    _, rows, _ = _crop(tmp_path, {"face_rot": rotated}, CropSettings(align=True, margin=0.3))
+    row = rows["face_rot"]
+    assert row["crop_status"] == "ok" and row["crop_angle"] == pytest.approx(tilt, abs=1)
+    assert abs(_eye_angle(detector, _decode(row))) < 3
+
+
+def test_without_align_the_crop_is_upright_and_square(tmp_path):
+    _, rows, _ = _crop(
+        tmp_path, {"face_a": skdata.astronaut()}, CropSettings(margin=0.2, output_size=112)
+    )
+    row = rows["face_a"]
+    assert row["crop_angle"] == 0 and (row["width"], row["height"]) == (112, 112)
+    assert (row["original_width"], row["original_height"]) == (512, 512)
+    assert _decode(row).shape == (112, 112, 3)
+
+
+def test_grayscale_stays_grayscale(tmp_path, lfw):
+    _, rows, _ = _crop(tmp_path, {"face_g": _resize(lfw[3], 64)}, CropSettings(pad=0.17))
+    assert rows["face_g"]["crop_status"] == "ok" and _decode(rows["face_g"]).ndim == 2
+    assert rows["face_g"]["channels"] == 1
+
+
+def test_running_twice_gives_identical_bytes(tmp_path, lfw):
+    images = {f"face_{i}": _resize(lfw[i], 48) for i in range(20)} | {
+        "other_0": _resize(lfw[150], 48)
+    }
+    src = make_dataset(tmp_path / "in", images)
+    outputs = []
+    for run in ("a", "b"):
+        crop_source(
+            src, CropSettings(pad=0.17, align=True), RUNTIME, tmp_path / run, progress=False
+        )
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run).iterdir())})
+    assert outputs[0] == outputs[1]
+    assert CONTACT_SHEET in outputs[0]
+
+
+def test_bad_inputs_get_a_status_not_a_crash(tmp_path):
+    huge = np.asarray(
+        Image.fromarray(skdata.astronaut()).resize((2400, 2400), Image.Resampling.BILINEAR)
+    )
+    images = {
+        "tiny_1": np.full((8, 8), 100, np.uint8),
+        "blank_1": np.zeros((96, 96, 3), np.uint8),
+        "huge_1": huge,
+    }
+    summary, rows, _ = _crop(tmp_path, images, CropSettings())
+    assert rows["tiny_1"]["crop_status"] == "too_small"
+    assert rows["blank_1"]["crop_status"] == "no_face"
+    assert rows["huge_1"]["crop_status"] == "ok"
+    box = rows["huge_1"]["crop_box"]
+    factor = 2400 / 512  # detected on a downscaled copy, mapped back to full resolution
+    assert abs(box["x"] / factor - ASTRONAUT_FACE[0]) < 15 and abs(box["w"] / factor - 90) < 20
+    assert summary["total"] == summary["kept"] == 3
+
+
+def test_no_face_policies(tmp_path):
+    blank = np.full((96, 96, 3), 200, np.uint8)
+    images = {"blank_keep": blank, "face_ok": skdata.astronaut()}
+    box = {"source_box": {"x": 10.0, "y": 20.0, "w": 40.0, "h": 40.0}}
+
+    summary, rows, rejects = _crop(tmp_path / "keep", images, CropSettings(no_face="keep"))
+    assert rows["blank_keep"]["crop_status"] == "no_face"
+    assert np.array_equal(_decode(rows["blank_keep"]), blank), "keep stores the original"
+
+    summary, rows, rejects = _crop(tmp_path / "drop", images, CropSettings(no_face="drop"))
+    assert set(rows) == {"face_ok"}
+    assert [(r["id"], r["reason"]) for r in rejects] == [("src/blank_keep", "no_face")]
+    assert summary["total"] == summary["kept"] + summary["rejected"] == 2
+
+    _, rows, _ = _crop(
+        tmp_path / "box", images, CropSettings(no_face="source_box", margin=0.0), blank_keep=box
+    )
+    assert rows["blank_keep"]["crop_status"] == "source_box"
+    assert (rows["blank_keep"]["width"], rows["blank_keep"]["height"]) == (40, 40)
+
+
+def test_disabled_crop_passes_images_through(tmp_path, lfw):
+    pixels = _resize(lfw[0], 48)
+    _, rows, _ = _crop(tmp_path, {"face_0": pixels}, CropSettings(enabled=False))
+    assert rows["face_0"]["crop_status"] == "skipped"
+    assert np.array_equal(_decode(rows["face_0"]), pixels)
+
+
+def test_matches_facenet_reference_detector(detector, lfw):
+    from facenet_pytorch import MTCNN
+
+    images = np.stack([np.pad(_resize(face, 48), 8, constant_values=128) for face in lfw[:100]])
+    rgb = np.repeat(images[..., None], 3, axis=3)
+    reference_boxes, _ = MTCNN(keep_all=True).detect(rgb)
+    mine = detector.detect(rgb)
+    agree, ious = 0, []
+    for i, ref in enumerate(reference_boxes):
+        ours = mine.boxes[mine.image == i]
+        agree += (ref is not None) == (len(ours) > 0)
+        if ref is not None and len(ours):
+            ious.append(_iou(ref[0], ours[0]))
+    assert agree >= 97
+    assert np.median(ious) > 0.9
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_vectorised_min_nms_equals_reference():
+    import torch
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(1, 60))
+        xy = rng.uniform(0, 100, (n, 2))
+        wh = rng.uniform(5, 60, (n, 2))
+        boxes = torch.tensor(np.hstack([xy, xy + wh]), dtype=torch.float32)
+        scores = torch.tensor(rng.permutation(n) / n + 0.01, dtype=torch.float32)
+        inds = torch.tensor(rng.integers(0, 4, n))
+        expected = set(batched_nms_numpy(boxes, scores, inds, 0.7, "Min").tolist())
+        assert set(nms_min(boxes, scores, inds, 0.7).tolist()) == expected, trial
+
+
+def test_cut_crop_known_answer():
+    pixels = np.arange(100 * 80, dtype=np.uint32).reshape(80, 100) % 251
+    pixels = pixels.astype(np.uint8)
+    window = CropWindow(cx=50.0, cy=40.0, side=20.0, angle=0.0)
+    np.testing.assert_array_equal(cut_crop(pixels, window, None, "edge"), pixels[30:50, 40:60])
+
+
+def test_cut_crop_fills_outside_the_frame():
+    pixels = np.full((20, 20), 200, np.uint8)
+    window = CropWindow(cx=2.0, cy=10.0, side=12.0, angle=0.0)
+    assert (cut_crop(pixels, window, None, "black")[:, :2] == 0).all()
+    assert (cut_crop(pixels, window, None, "edge") == 200).all()
+
+
+def test_select_face_rules():
+    boxes = np.array([[0, 0, 10, 10], [40, 40, 80, 80], [45, 45, 55, 55]], dtype=np.float32)
+    scores = np.array([0.99, 0.80, 0.95], dtype=np.float32)
+    assert select_face(boxes, scores, 100, 100, "score") == 0
+    assert select_face(boxes, scores, 100, 100, "largest") == 1
+    assert select_face(boxes, scores, 100, 100, "largest_score") == 1
+    assert select_face(boxes, scores, 100, 100, "center") == 2
+
+
+def test_crop_window_margin_and_angle():
+    window = crop_window(np.array([10, 20, 50, 80]), 0.25, np.array([[0, 0], [10, 10]]), align=True)
+    assert (window.cx, window.cy, window.side) == (30.0, 50.0, 90.0)
+    assert window.angle == pytest.approx(45.0)
