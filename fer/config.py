@@ -40,7 +40,8 @@ DEFAULT_SPLIT_FOLDERS = (
     "publictest",
     "privatetest",
 )
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# No '-' or '.': they sort before '/', which would break "ids sorted by source, then path".
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def _check_crop(item: CropSettings, where: str) -> None:
 def _parse_source(name: Any, spec: Any, root: Path, origin: str) -> Source:
     where = f"{origin}: sources.{name}"
     if not isinstance(name, str) or not _SOURCE_NAME.match(name):
-        raise FerDataError(f"{where}: source names use letters, digits, '_' and '-' only")
+        raise FerDataError(f"{where}: source names use letters, digits and '_' only")
     if not isinstance(spec, Mapping):
         raise FerDataError(f"{where}: expected a mapping with 'format' and 'path'")
     spec = dict(spec)

@@ -43,6 +43,9 @@ IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 BOX_TYPE = pa.struct(
     [("x", pa.float32()), ("y", pa.float32()), ("w", pa.float32()), ("h", pa.float32())]
 )
+WINDOW_TYPE = pa.struct(
+    [("cx", pa.float32()), ("cy", pa.float32()), ("side", pa.float32()), ("angle", pa.float32())]
+)
 INGEST_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -54,6 +57,7 @@ INGEST_SCHEMA = pa.schema(
         pa.field("height", pa.int32(), nullable=False),
         pa.field("channels", pa.int8(), nullable=False),
         pa.field("notes", pa.list_(pa.string()), nullable=False),
+        pa.field("pixel_hash", pa.string(), nullable=False),
         pa.field("source_box", BOX_TYPE),
         pa.field("source_landmarks", pa.list_(pa.float32())),
         pa.field("valence", pa.float32()),
@@ -72,6 +76,7 @@ CROP_SCHEMA = pa.schema(
         pa.field("crop_score", pa.float32()),
         pa.field("crop_landmarks", pa.list_(pa.float32())),
         pa.field("crop_angle", pa.float32()),
+        pa.field("crop_window", WINDOW_TYPE),
     ]
 )
 REJECTS_SCHEMA = pa.schema(

@@ -7,6 +7,7 @@ re-encoded as lossless PNG, with a note saying what was done.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import warnings
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["Rejection", "StoredImage", "encode_png", "load_image"]
+__all__ = ["Rejection", "StoredImage", "encode_png", "load_image", "pixel_hash"]
 
 _EXIF_ORIENTATION = 0x0112
 _KEEP_FORMATS = {"JPEG", "PNG"}
@@ -32,6 +33,8 @@ class StoredImage:
     height: int
     channels: int
     notes: tuple[str, ...] = ()
+    pixel_hash: str = ""
+    """Digest of the decoded pixels (with size and mode): equal means identical pixels."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,14 @@ class Rejection:
 
     reason: str
     detail: str
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """Hex digest of decoded uint8 pixels and their shape; the exact-duplicate key."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -102,17 +113,19 @@ def _normalise(image: Image.Image, data: bytes) -> StoredImage | Rejection:
     converted = _to_l_or_rgb(image)
     if converted.mode != image.mode:
         notes.append(f"mode_{image.mode}_to_{converted.mode}")
+    pixels = np.asarray(converted)
+    digest = pixel_hash(pixels)
     if not notes and source_format in _KEEP_FORMATS:
-        return StoredImage(data, image.width, image.height, len(image.getbands()))
+        return StoredImage(data, image.width, image.height, len(image.getbands()), (), digest)
     if source_format not in _KEEP_FORMATS:
         notes.append(f"format_{source_format}_to_PNG")
-    pixels = np.asarray(converted)
     return StoredImage(
         encode_png(pixels),
         converted.width,
         converted.height,
         1 if pixels.ndim == 2 else 3,
         tuple(notes),
+        digest,
     )
 
 

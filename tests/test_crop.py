@@ -14,7 +14,7 @@ from fer.crop import CONTACT_SHEET, crop_source
 from fer.crop.detector import FaceDetector, nms_min
 from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
 from fer.dataset import INGEST_SCHEMA, DatasetWriter, read_rejects, read_table
-from fer.images import StoredImage, encode_png
+from fer.images import StoredImage, encode_png, pixel_hash
 from fer.ingest.common import image_row
 
 RUNTIME = CropRuntime(device="cpu", batch_size=64)
@@ -42,8 +42,9 @@ def make_dataset(folder: Path, images: dict[str, np.ndarray], **extra_columns) -
     ) as writer:
         for name in sorted(images):
             pixels = images[name]
+            channels = 3 if pixels.ndim == 3 else 1
             stored = StoredImage(
-                encode_png(pixels), pixels.shape[1], pixels.shape[0], (pixels.ndim == 3 and 3) or 1
+                encode_png(pixels), pixels.shape[1], pixels.shape[0], channels, (), pixel_hash(pixels)
             )
             row = image_row(
                 row_id=f"src/{name}",

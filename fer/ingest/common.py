@@ -49,6 +49,7 @@ def image_row(
         "height": image.height,
         "channels": image.channels,
         "notes": list(image.notes),
+        "pixel_hash": image.pixel_hash,
         **extra,
     }
 

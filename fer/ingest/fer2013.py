@@ -10,7 +10,7 @@ import numpy as np
 
 from fer.config import Fer2013CsvSource
 from fer.errors import FerDataError
-from fer.images import Rejection, StoredImage, encode_png
+from fer.images import Rejection, StoredImage, encode_png, pixel_hash
 from fer.ingest.common import Kept, Refused, image_row
 
 __all__ = [
@@ -146,7 +146,8 @@ def _parse_row(
     if low < 0 or high > 255:
         return Rejection("pixel_out_of_range", f"pixel values span {low}..{high}, expected 0..255")
     image = pixels.astype(np.uint8).reshape(FER2013_SIDE, FER2013_SIDE)
-    return str(label), usage, StoredImage(encode_png(image), FER2013_SIDE, FER2013_SIDE, 1)
+    stored = StoredImage(encode_png(image), FER2013_SIDE, FER2013_SIDE, 1, (), pixel_hash(image))
+    return str(label), usage, stored
 
 
 class _Relabel:
