@@ -20,6 +20,7 @@ __all__ = [
     "AffectNetCsvSource",
     "CropRuntime",
     "CropSettings",
+    "DedupParams",
     "Fer2013CsvSource",
     "ImageFolderSource",
     "IngestParams",
@@ -164,6 +165,34 @@ class CropSettings:
     """How crop areas outside the frame are filled: edge (replicate) or black."""
 
 
+DEDUP_DUPLICATE_POLICIES = ("drop", "keep")
+DEDUP_CONFLICT_POLICIES = ("majority", "drop_group", "keep_all")
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """Label mapping and duplicate detection over the union of all sources."""
+
+    hash: str = "phash"
+    """phash | dhash | ahash (imagehash's algorithms)."""
+    hash_size: int = 8
+    """Bits per hash are hash_size squared; a multiple of 4."""
+    radius: int = 6
+    """Hashes within this Hamming distance are near duplicates."""
+    hash_margin: float = 0.1
+    """Cropped faces are hashed on their face box grown by this margin, so that sources
+    cropped with different margins compare alike."""
+    duplicates: str = "drop"
+    """drop: only the keeper of a group goes on; keep: every member goes on (still grouped)."""
+    conflicts: str = "majority"
+    """A group whose labels disagree: majority keeps the majority label's members (a tie
+    drops the group); drop_group drops it; keep_all ignores the disagreement."""
+    workers: int = 0
+    gallery_groups: int = 24
+    label_maps: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    """Per source: source_label -> canonical class or None (dropped on purpose)."""
+
+
 @dataclass(frozen=True)
 class Params:
     """Everything `params.yaml` holds that the pipeline uses."""
@@ -172,6 +201,7 @@ class Params:
     sources: Mapping[str, Source]
     crop_runtime: CropRuntime = field(default_factory=CropRuntime)
     crop: Mapping[str, CropSettings] = field(default_factory=dict)
+    dedup: DedupParams = field(default_factory=DedupParams)
 
 
 def load_params(path: str | Path) -> Params:
@@ -200,12 +230,70 @@ def parse_params(raw: Mapping[str, Any], root: Path, origin: str = "params.yaml"
         raise FerDataError(f"{origin}: 'sources' must map source names to their settings")
     sources = {name: _parse_source(name, spec, root, origin) for name, spec in raw_sources.items()}
     runtime, crop = _parse_crop(raw.get("crop") or {}, sources, origin)
+    dedup = _parse_dedup(raw.get("dedup") or {}, raw.get("label_maps") or {}, sources, origin)
     return Params(
         ingest=ingest,
         sources=MappingProxyType(dict(sorted(sources.items()))),
         crop_runtime=runtime,
         crop=MappingProxyType(crop),
+        dedup=dedup,
     )
+
+
+def _parse_dedup(
+    raw: Mapping[str, Any], raw_maps: Mapping[str, Any], sources: Mapping[str, Source], origin: str
+) -> DedupParams:
+    from fer.dedup.hashing import HASH_METHODS
+    from fer.labels import CLASSES, PRESETS, resolve_label_map
+
+    where = f"{origin}: dedup"
+    if not isinstance(raw, Mapping) or not isinstance(raw_maps, Mapping):
+        raise FerDataError(f"{origin}: 'dedup' and 'label_maps' must be mappings")
+    extra = sorted(set(raw_maps) - set(sources))
+    if extra:
+        raise FerDataError(f"{origin}: label_maps: {extra} are not sources; remove them")
+    maps = {}
+    for name, source in sorted(sources.items()):
+        spec = raw_maps.get(name)
+        if isinstance(spec, str) and spec not in PRESETS:
+            raise FerDataError(
+                f"{origin}: label_maps.{name}: unknown preset {spec!r}; use one of "
+                f"{', '.join(PRESETS)} or a mapping source_label -> class"
+            )
+        if isinstance(spec, Mapping) and "preset" in spec and spec["preset"] not in PRESETS:
+            raise FerDataError(
+                f"{origin}: label_maps.{name}.preset: unknown preset {spec['preset']!r}"
+            )
+        if spec is not None and not isinstance(spec, str | Mapping):
+            raise FerDataError(f"{origin}: label_maps.{name}: a preset name or a mapping")
+        ferplus = isinstance(source, Fer2013CsvSource) and source.labels is not None
+        resolved = resolve_label_map(spec, source.format, ferplus)
+        bad = sorted({str(v) for v in resolved.values() if v is not None and v not in CLASSES})
+        if bad:
+            raise FerDataError(
+                f"{origin}: label_maps.{name}: {bad} are not classes; use {', '.join(CLASSES)} "
+                "or null to drop a label"
+            )
+        maps[name] = MappingProxyType(resolved)
+    params = _build(DedupParams, dict(raw), where)
+    params = DedupParams(**{**params.__dict__, "label_maps": MappingProxyType(maps)})
+    if params.hash not in HASH_METHODS:
+        raise FerDataError(f"{where}.hash: {params.hash!r} is not one of {HASH_METHODS}")
+    if not isinstance(params.hash_size, int) or params.hash_size < 4 or params.hash_size % 4:
+        raise FerDataError(f"{where}.hash_size: a multiple of 4 (8 gives 64-bit hashes)")
+    if not isinstance(params.radius, int) or not 0 <= params.radius < params.hash_size**2 // 2:
+        raise FerDataError(f"{where}.radius: an integer from 0 to half the hash bits")
+    if params.duplicates not in DEDUP_DUPLICATE_POLICIES:
+        raise FerDataError(
+            f"{where}.duplicates: {params.duplicates!r} is not one of {DEDUP_DUPLICATE_POLICIES}"
+        )
+    if params.conflicts not in DEDUP_CONFLICT_POLICIES:
+        raise FerDataError(
+            f"{where}.conflicts: {params.conflicts!r} is not one of {DEDUP_CONFLICT_POLICIES}"
+        )
+    if not 0 <= params.hash_margin <= 1:
+        raise FerDataError(f"{where}.hash_margin: a fraction in 0..1")
+    return params
 
 
 def _parse_crop(

@@ -25,6 +25,7 @@ from fer.images import Rejection
 
 __all__ = [
     "CROP_SCHEMA",
+    "DEDUP_SCHEMA",
     "INGEST_SCHEMA",
     "REJECTS_SCHEMA",
     "SUMMARY_FILE",
@@ -77,6 +78,22 @@ CROP_SCHEMA = pa.schema(
         pa.field("crop_landmarks", pa.list_(pa.float32())),
         pa.field("crop_angle", pa.float32()),
         pa.field("crop_window", WINDOW_TYPE),
+    ]
+)
+DEDUP_SCHEMA = pa.schema(
+    [
+        *CROP_SCHEMA,
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("label_index", pa.int8(), nullable=False),
+        pa.field("frame_hash", pa.string(), nullable=False),
+        pa.field("face_hash", pa.string(), nullable=False),
+        pa.field("dup_group", pa.string(), nullable=False),
+        pa.field("dup_group_size", pa.int32(), nullable=False),
+        pa.field("dup_kind", pa.string(), nullable=False),
+        pa.field("dup_keeper", pa.bool_(), nullable=False),
+        pa.field("label_conflict", pa.bool_(), nullable=False),
+        pa.field("dedup_keep", pa.bool_(), nullable=False),
+        pa.field("dedup_reason", pa.string(), nullable=False),
     ]
 )
 REJECTS_SCHEMA = pa.schema(

@@ -304,6 +304,11 @@ def _affectnet_files(
         (120, 10, 340, 230)
     )
     truth["astronaut"].append(add("surprise", _jpeg(rotated.resize((160, 160)))))
+    # The astronaut's FER2013-style crop, face crop and whole frame are one photo: a duplicate
+    # group across sources. The 20-degree rotated copy joins it only with crop `align: true`.
+    truth["duplicates"].append(
+        {"kind": "near", "ids": truth["astronaut"][:3], "cross_source": True, "same_label": True}
+    )
 
     base = _affectnet_face(faces[61], rng, 96, backdrop)
     exif = Image.Exif()
@@ -329,6 +334,16 @@ def _affectnet_files(
     ]
     for folder, payload, ext, note in normalised:
         truth["normalised"].append({"id": add(folder, payload, ext), "note": note})
+    # The same face in other encodings is a duplicate group too (all but the RGBA one, whose
+    # white-composited background makes it look different).
+    truth["duplicates"].append(
+        {
+            "kind": "near",
+            "ids": [n["id"] for n in truth["normalised"] if n["note"] != "mode_RGBA_to_RGB"],
+            "cross_source": False,
+            "same_label": False,
+        }
+    )
 
     good_jpeg = _jpeg(_affectnet_face(faces[62], rng, 96, backdrop))
     broken = [

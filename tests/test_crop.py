@@ -44,7 +44,12 @@ def make_dataset(folder: Path, images: dict[str, np.ndarray], **extra_columns) -
             pixels = images[name]
             channels = 3 if pixels.ndim == 3 else 1
             stored = StoredImage(
-                encode_png(pixels), pixels.shape[1], pixels.shape[0], channels, (), pixel_hash(pixels)
+                encode_png(pixels),
+                pixels.shape[1],
+                pixels.shape[0],
+                channels,
+                (),
+                pixel_hash(pixels),
             )
             row = image_row(
                 row_id=f"src/{name}",

@@ -222,7 +222,12 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
         return
     crop = cut_crop(item.pixels, window, settings.output_size, settings.border)
     item.extra["crop_angle"] = window.angle
-    item.extra["crop_window"] = {"cx": window.cx, "cy": window.cy, "side": window.side, "angle": window.angle}
+    item.extra["crop_window"] = {
+        "cx": window.cx,
+        "cy": window.cy,
+        "side": window.side,
+        "angle": window.angle,
+    }
     item.row = {
         **item.row,
         "image": {"bytes": encode_png(crop), "path": item.row["image"]["path"]},
