@@ -52,7 +52,7 @@ def map_label(source_label: str, label_map: Mapping[str, str | None]) -> Any:
     if source_label in label_map:
         return label_map[source_label]
     lowered = source_label.strip().lower()
-    return label_map[lowered] if lowered in label_map else _UNMAPPED
+    return label_map.get(lowered, _UNMAPPED)
 
 
 def dedup_sources(

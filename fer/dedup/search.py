@@ -11,7 +11,7 @@ cost model for the given n, bits and radius. `brute_force_pairs` is the blocked 
 from __future__ import annotations
 
 import math
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 16384)
     found = []
     boundaries = np.linspace(0, bits, chunks + 1).round().astype(int)
     per_chunk_radius = radius // chunks
-    for lo, hi in zip(boundaries[:-1], boundaries[1:], strict=True):
+    for lo, hi in pairwise(boundaries):
         width = int(hi - lo)
         weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
         values = bit_matrix[:, lo:hi].astype(np.int64) @ weights
