@@ -14,7 +14,7 @@ __all__ = ["collect_stats", "plot_stats", "render_stats"]
 
 _LABEL_COLUMNS = ("label", "source_label")
 _SPLIT_COLUMNS = ("split", "source_split")
-_STATUS_COLUMNS = ("crop_status",)
+_STATUS_COLUMNS = ("crop_status", "dedup_reason")
 
 
 def collect_stats(path: str | Path) -> dict[str, Any]:
@@ -56,7 +56,9 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
 
 
 def _key(value: Any) -> str:
-    return "(none)" if value is None else str(value)
+    if value is None:
+        return "(none)"
+    return str(value) or "(kept)"
 
 
 def _nested(pairs: Any) -> dict[str, dict[str, int]]:
@@ -102,11 +104,27 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
         for column, counts in stats["statuses"].items():
             statuses = sorted({k for per_source in counts.values() for k in per_source})
             console.print(_matrix(Table, None, column, counts, statuses))
+        _render_dedup(console, stats["summary"])
         if stats["rejected"]:
             reasons = sorted({r for per in stats["rejected"].values() for r in per})
             console.print(_matrix(Table, None, "rejected: reason", stats["rejected"], reasons))
         else:
             console.print("rejected: none")
+
+
+def _render_dedup(console: Any, summary: dict[str, Any]) -> None:
+    if summary.get("stage") != "dedup":
+        return
+    kinds = summary["groups_by_kind"]
+    spanning = ", ".join(f"{k}: {v}" for k, v in summary["groups_spanning_source_splits"].items())
+    console.print(
+        f"duplicates ({summary['hash']} {summary['hash_bits']} bits, radius {summary['radius']}): "
+        f"{summary['duplicate_pairs']} pairs, {summary['duplicate_groups']} groups holding "
+        f"{summary['images_in_groups']} images (largest {summary['largest_group']}); "
+        f"{kinds['exact']} exact, {kinds['near']} near; {kinds['within_source']} within a source, "
+        f"{kinds['across_sources']} across sources; {kinds['conflicting_labels']} with conflicting "
+        f"labels; groups spanning a source's own splits: {spanning or 'n/a'}"
+    )
 
 
 def _matrix(

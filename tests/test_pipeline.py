@@ -56,6 +56,13 @@ def test_repro_runs_every_stage_for_every_source(project, stage):
     assert (project / "dvc.lock").exists()
 
 
+def test_dedup_merges_every_source(project):
+    summary = read_summary(project / "data" / "interim" / "dedup")
+    assert summary["stage"] == "dedup" and summary["sources"] == ["affectnet", "fer2013"]
+    assert summary["duplicate_groups"] >= 10 and summary["groups_by_kind"]["across_sources"] >= 4
+    assert (project / "data" / "interim" / "dedup" / "duplicates.png").exists()
+
+
 def test_crop_found_faces_in_the_sample(project):
     for source in ("fer2013", "affectnet"):
         summary = read_summary(project / "data" / "interim" / "crop" / source)

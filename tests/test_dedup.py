@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance
+from skimage import data as skdata
+
+from fer.config import CropSettings, DedupParams, Fer2013CsvSource, ImageFolderSource, IngestParams, parse_params
+from fer.crop import crop_source
+from fer.dataset import read_rejects, read_summary, read_table
+from fer.dedup import GALLERY, dedup_sources, map_label
+from fer.dedup.groups import find_groups
+from fer.dedup.hashing import hash_arrays, hash_hex, hash_image_bytes, hashing_input
+from fer.dedup.search import brute_force_pairs, hamming, radius_pairs
+from fer.errors import FerDataError
+from fer.ingest import ingest_source
+from fer.labels import CLASSES, PRESETS, resolve_label_map
+from fer.sample import write_sample
+from tests.conftest import encode
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[Image.Image]:
+    lfw = (skdata.lfw_subset()[:100] * 255).round().astype(np.uint8)
+    return [Image.fromarray(face).resize((64, 64), Image.Resampling.BICUBIC) for face in lfw]
+
+
+def _our_hash(image: Image.Image, method: str = "phash", size: int = 8) -> str:
+    words = hash_arrays(hashing_input(image, method, size)[None], method, size)
+    return hash_hex(words, size * size)[0]
+
+
+# Hashing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "reference"), [
+    ("phash", imagehash.phash), ("dhash", imagehash.dhash), ("ahash", imagehash.average_hash),
+])
+@pytest.mark.parametrize("size", [8, 16])
+def test_batch_hashes_equal_imagehash(faces, method, reference, size):
+    images = faces[:40] + [Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.camera())]
+    ours = hash_image_bytes([encode(im, "PNG") for im in images], [1.0] * len(images), method, size)
+    assert hash_hex(ours, size * size) == [str(reference(im, hash_size=size)) for im in images]
+
+
+def test_known_answer_phash_of_the_astronaut():
+    astronaut = Image.fromarray(skdata.astronaut())
+    assert _our_hash(astronaut) == str(imagehash.phash(astronaut)) == "c2924c5532bddfc8"  # imagehash 4.3
+
+
+def test_hash_is_stable_under_resize_jpeg_and_brightness(faces):
+    radius = DedupParams().radius
+    for face in faces[:30]:
+        original = np.array([int(_our_hash(face), 16)], dtype=np.uint64)
+        variants = [
+            face.resize((96, 96), Image.Resampling.BICUBIC),
+            Image.open(io.BytesIO(encode(face, "JPEG", quality=75))),
+            ImageEnhance.Brightness(face).enhance(1.15),
+        ]
+        for variant in variants:
+            other = np.array([int(_our_hash(variant), 16)], dtype=np.uint64)
+            assert hamming(original[None], other[None])[0] <= radius
+
+
+def test_different_faces_are_outside_the_radius(faces):
+    words = np.array([[int(_our_hash(face), 16)] for face in faces], dtype=np.uint64)
+    close = radius_pairs(words, DedupParams().radius, 64)
+    assert len(close) <= 1, close  # 100 different people: at most a chance collision
+
+
+def test_face_view_keeps_a_centred_square():
+    image = Image.fromarray(np.arange(100 * 60, dtype=np.uint32).reshape(60, 100).astype(np.uint8))
+    expected = image.crop((35, 15, 65, 45))
+    np.testing.assert_array_equal(
+        hashing_input(image, "ahash", 8, view=0.5), hashing_input(expected, "ahash", 8)
+    )
+
+
+# Search ----------------------------------------------------------------------------------
+
+
+def _planted(n: int, radius: int, seed: int, words: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**63, size=(n, words), dtype=np.int64).astype(np.uint64)
+    hashes ^= rng.integers(0, 2, size=(n, words)).astype(np.uint64) << np.uint64(63)
+    for source, target in rng.integers(0, n, size=(n // 5, 2)):
+        copy = hashes[source].copy()
+        for bit in rng.choice(64 * words, size=int(rng.integers(0, radius + 3)), replace=False):
+            copy[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+        hashes[target] = copy
+    return hashes
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 6, 8, 12])
+def test_search_equals_brute_force_on_random_hashes(radius):
+    hashes = _planted(4000, radius, seed=radius)
+    expected = brute_force_pairs(hashes, radius)
+    assert len(expected) > 0
+    np.testing.assert_array_equal(radius_pairs(hashes, radius, 64), expected)
+
+
+def test_search_on_256_bit_hashes():
+    hashes = _planted(3000, 20, seed=7, words=4)
+    np.testing.assert_array_equal(radius_pairs(hashes, 20, 256), brute_force_pairs(hashes, 20))
+
+
+def test_search_edge_cases():
+    assert radius_pairs(np.zeros((0, 1), np.uint64), 4, 64).shape == (0, 2)
+    assert radius_pairs(np.zeros((1, 1), np.uint64), 4, 64).shape == (0, 2)
+    same = np.zeros((5, 1), np.uint64)
+    assert len(radius_pairs(same, 0, 64)) == 10
+
+
+# Groups -----------------------------------------------------------------------------------
+
+
+def _meta(labels, pixel_hashes=None, areas=None):
+    n = len(labels)
+    return pd.DataFrame({
+        "id": [f"s/{i:03d}" for i in range(n)],
+        "label": labels,
+        "pixel_hash": pixel_hashes or [f"p{i}" for i in range(n)],
+        "area": areas or [100] * n,
+        "score": [0.99] * n,
+    })
+
+
+def test_groups_are_transitive_and_named_by_smallest_id():
+    meta = _meta(["happy"] * 6)
+    groups = find_groups(meta, np.array([[0, 1], [1, 2], [4, 5]]), "drop", "majority")
+    assert groups["dup_group"].tolist() == ["s/000", "s/000", "s/000", "s/003", "s/004", "s/004"]
+    assert groups["dup_group_size"].tolist() == [3, 3, 3, 1, 2, 2]
+    assert groups["dup_kind"].tolist() == ["near", "near", "near", "", "near", "near"]
+
+
+def test_identical_pixels_group_without_a_hash_pair():
+    meta = _meta(["sad", "sad", "sad"], pixel_hashes=["x", "y", "x"])
+    groups = find_groups(meta, np.zeros((0, 2), np.int64), "drop", "majority")
+    assert groups["dup_group"].tolist() == ["s/000", "s/001", "s/000"]
+    assert groups.loc[0, "dup_kind"] == "exact"
+
+
+def test_keeper_is_largest_then_smallest_id():
+    meta = _meta(["happy"] * 3, areas=[100, 400, 400])
+    groups = find_groups(meta, np.array([[0, 1], [1, 2]]), "drop", "majority")
+    assert groups["dup_keeper"].tolist() == [False, True, False]
+    assert groups["dedup_keep"].tolist() == [False, True, False]
+    assert groups["dedup_reason"].tolist() == ["duplicate", "", "duplicate"]
+    kept_all = find_groups(meta, np.array([[0, 1], [1, 2]]), "keep", "majority")
+    assert kept_all["dedup_keep"].all()
+
+
+@pytest.mark.parametrize(
+    ("policy", "keep", "reasons"),
+    [
+        ("majority", [False, True, False, False], ["duplicate", "", "duplicate", "label_conflict"]),
+        ("drop_group", [False] * 4, ["label_conflict"] * 4),
+        ("keep_all", [True, False, False, False], ["", "duplicate", "duplicate", "duplicate"]),
+    ],
+)
+def test_label_conflict_policies(policy, keep, reasons):
+    meta = _meta(["happy", "happy", "happy", "sad"], areas=[100, 200, 100, 900])
+    groups = find_groups(meta, np.array([[0, 1], [1, 2], [2, 3]]), "drop", policy)
+    assert groups["label_conflict"].all()
+    if policy == "keep_all":  # the largest image wins whatever its label
+        keep, reasons = [False, False, False, True], ["duplicate", "duplicate", "duplicate", ""]
+    assert groups["dedup_keep"].tolist() == keep
+    assert groups["dedup_reason"].tolist() == reasons
+
+
+def test_a_tied_conflict_drops_the_group_under_majority():
+    groups = find_groups(_meta(["happy", "sad"]), np.array([[0, 1]]), "drop", "majority")
+    assert not groups["dedup_keep"].any()
+
+
+# Labels -----------------------------------------------------------------------------------
+
+
+def test_label_presets():
+    assert [PRESETS["fer2013"][str(i)] for i in range(7)] == list(CLASSES)
+    affectnet = PRESETS["affectnet"]
+    assert (affectnet["0"], affectnet["6"], affectnet["7"], affectnet["10"]) == ("neutral", "angry", None, None)
+    names = resolve_label_map(None, "image_folder")
+    for folder, expected in [("anger", "angry"), ("Happiness", "happy"), ("sadness", "sad"),
+                             ("surprised", "surprise"), ("contempt", None)]:
+        assert map_label(folder, names) == expected
+    assert resolve_label_map(None, "fer2013_csv", ferplus=True)["happiness"] == "happy"
+    custom = resolve_label_map({"preset": "names", "joyful": "happy", "sad": None}, "image_folder")
+    assert custom["joyful"] == "happy" and custom["sad"] is None and custom["fear"] == "fear"
+
+
+def test_bad_label_maps_are_errors():
+    base = {"sources": {"a": {"format": "image_folder", "path": "x"}}}
+    with pytest.raises(FerDataError, match="unknown preset"):
+        parse_params({**base, "label_maps": {"a": "kaggle"}}, Path("."))
+    with pytest.raises(FerDataError, match="not classes"):
+        parse_params({**base, "label_maps": {"a": {"smile": "joy"}}}, Path("."))
+    with pytest.raises(FerDataError, match="not sources"):
+        parse_params({**base, "label_maps": {"b": "names"}}, Path("."))
+    with pytest.raises(FerDataError, match="radius"):
+        parse_params({**base, "dedup": {"radius": 40}}, Path("."))
+
+
+# The stage on the bundled sample ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_dedup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("dedup")
+    truth = write_sample(root / "raw")
+    params = IngestParams(workers=1)
+    sources = {
+        "fer2013": (Fer2013CsvSource("fer2013", root / "raw" / "fer2013.csv"), CropSettings(pad=0.17, margin=0.1)),
+        "affectnet": (ImageFolderSource("affectnet", root / "raw" / "affectnet"), CropSettings()),
+    }
+    from fer.config import CropRuntime
+
+    for name, (source, crop) in sources.items():
+        ingest_source(source, params, root / "ingest" / name, progress=False)
+        crop_source(root / "ingest" / name, crop, CropRuntime(device="cpu"), root / "crop" / name, progress=False)
+    dedup_params = DedupParams(
+        workers=1,
+        label_maps={"fer2013": PRESETS["fer2013"], "affectnet": PRESETS["names"]},
+    )
+    summary = dedup_sources(
+        {n: root / "crop" / n for n in sources},
+        {n: root / "ingest" / n for n in sources},
+        dedup_params,
+        root / "dedup",
+        fer2013_sources=("fer2013",),
+        progress=False,
+    )
+    rows = read_table(root / "dedup").to_pandas().set_index("id")
+    return {"root": root, "truth": truth, "summary": summary, "rows": rows}
+
+
+def test_every_planted_duplicate_is_found(sample_dedup):
+    rows, truth = sample_dedup["rows"], sample_dedup["truth"]
+    assert any(d["cross_source"] for d in truth["duplicates"])
+    for planted in truth["duplicates"]:
+        groups = {rows.loc[i, "dup_group"] for i in planted["ids"]}
+        assert len(groups) == 1, planted
+
+
+def test_nothing_unplanted_is_grouped(sample_dedup):
+    rows, truth = sample_dedup["rows"], sample_dedup["truth"]
+    planted = {i for d in truth["duplicates"] for i in d["ids"]}
+    assert set(rows.index[rows["dup_group_size"] > 1]) == planted
+
+
+def test_contempt_is_a_counted_reject(sample_dedup):
+    rejects = read_rejects(sample_dedup["root"] / "dedup").to_pylist()
+    assert {r["reason"] for r in rejects} == {"dropped_label"}
+    assert all("/contempt/" in r["id"] for r in rejects) and len(rejects) == 3
+    summary = sample_dedup["summary"]
+    assert summary["total"] == summary["kept"] + summary["rejected"]
+    assert summary["rejected_by_reason"] == {"dropped_label": 3}
+
+
+def test_summary_counts_add_up(sample_dedup):
+    summary, rows = sample_dedup["summary"], sample_dedup["rows"]
+    assert summary["going_on"] + sum(summary["not_going_on_by_reason"].values()) == summary["kept"]
+    assert summary["going_on"] == int(rows["dedup_keep"].sum())
+    kinds = summary["groups_by_kind"]
+    assert kinds["exact"] + kinds["near"] == summary["duplicate_groups"] == kinds["within_source"] + kinds["across_sources"]
+    assert kinds["across_sources"] >= 4 and kinds["conflicting_labels"] >= 2
+    assert summary["groups_spanning_source_splits"]["fer2013"] >= 1
+    assert (rows.groupby("dup_group")["dedup_keep"].sum() <= 1).all(), "one member per group goes on"
+    assert set(rows["label"]) <= set(CLASSES)
+    assert (rows["label_index"] == rows["label"].map(CLASSES.index)).all()
+
+
+def test_gallery_and_stats(sample_dedup):
+    root = sample_dedup["root"] / "dedup"
+    with Image.open(root / GALLERY) as gallery:
+        assert gallery.format == "PNG" and gallery.height > 200
+    assert json.loads((root / "summary.json").read_text()) == read_summary(root)
