@@ -177,8 +177,12 @@ class DedupParams:
     """phash | dhash | ahash (imagehash's algorithms)."""
     hash_size: int = 8
     """Bits per hash are hash_size squared; a multiple of 4."""
-    radius: int = 6
-    """Hashes within this Hamming distance are near duplicates."""
+    radius_frame: int = 4
+    """Near duplicates: frame hashes within this Hamming distance, ..."""
+    radius_face: int = 6
+    """... or face-view hashes within this one, ..."""
+    radius_both: int = 8
+    """... or both within this wider one (two views agreeing)."""
     hash_margin: float = 0.1
     """Cropped faces are hashed on their face box grown by this margin, so that sources
     cropped with different margins compare alike."""
@@ -281,8 +285,10 @@ def _parse_dedup(
         raise FerDataError(f"{where}.hash: {params.hash!r} is not one of {HASH_METHODS}")
     if not isinstance(params.hash_size, int) or params.hash_size < 4 or params.hash_size % 4:
         raise FerDataError(f"{where}.hash_size: a multiple of 4 (8 gives 64-bit hashes)")
-    if not isinstance(params.radius, int) or not 0 <= params.radius < params.hash_size**2 // 2:
-        raise FerDataError(f"{where}.radius: an integer from 0 to half the hash bits")
+    for key in ("radius_frame", "radius_face", "radius_both"):
+        value = getattr(params, key)
+        if not isinstance(value, int) or not 0 <= value < params.hash_size**2 // 2:
+            raise FerDataError(f"{where}.{key}: an integer from 0 to half the hash bits")
     if params.duplicates not in DEDUP_DUPLICATE_POLICIES:
         raise FerDataError(
             f"{where}.duplicates: {params.duplicates!r} is not one of {DEDUP_DUPLICATE_POLICIES}"

@@ -118,7 +118,8 @@ def _render_dedup(console: Any, summary: dict[str, Any]) -> None:
     kinds = summary["groups_by_kind"]
     spanning = ", ".join(f"{k}: {v}" for k, v in summary["groups_spanning_source_splits"].items())
     console.print(
-        f"duplicates ({summary['hash']} {summary['hash_bits']} bits, radius {summary['radius']}): "
+        f"duplicates ({summary['hash']} {summary['hash_bits']} bits; radius frame "
+        f"{summary['radius_frame']}, face {summary['radius_face']}, both {summary['radius_both']}): "
         f"{summary['duplicate_pairs']} pairs, {summary['duplicate_groups']} groups holding "
         f"{summary['images_in_groups']} images (largest {summary['largest_group']}); "
         f"{kinds['exact']} exact, {kinds['near']} near; {kinds['within_source']} within a source, "

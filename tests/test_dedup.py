@@ -11,7 +11,14 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
-from fer.config import CropSettings, DedupParams, Fer2013CsvSource, ImageFolderSource, IngestParams, parse_params
+from fer.config import (
+    CropSettings,
+    DedupParams,
+    Fer2013CsvSource,
+    ImageFolderSource,
+    IngestParams,
+    parse_params,
+)
 from fer.crop import crop_source
 from fer.dataset import read_rejects, read_summary, read_table
 from fer.dedup import GALLERY, dedup_sources, map_label
@@ -39,9 +46,14 @@ def _our_hash(image: Image.Image, method: str = "phash", size: int = 8) -> str:
 # Hashing ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "reference"), [
-    ("phash", imagehash.phash), ("dhash", imagehash.dhash), ("ahash", imagehash.average_hash),
-])
+@pytest.mark.parametrize(
+    ("method", "reference"),
+    [
+        ("phash", imagehash.phash),
+        ("dhash", imagehash.dhash),
+        ("ahash", imagehash.average_hash),
+    ],
+)
 @pytest.mark.parametrize("size", [8, 16])
 def test_batch_hashes_equal_imagehash(faces, method, reference, size):
     images = faces[:40] + [Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.camera())]
@@ -51,11 +63,13 @@ def test_batch_hashes_equal_imagehash(faces, method, reference, size):
 
 def test_known_answer_phash_of_the_astronaut():
     astronaut = Image.fromarray(skdata.astronaut())
-    assert _our_hash(astronaut) == str(imagehash.phash(astronaut)) == "c2924c5532bddfc8"  # imagehash 4.3
+    assert (
+        _our_hash(astronaut) == str(imagehash.phash(astronaut)) == "c2924c5532bddfc8"
+    )  # imagehash 4.3
 
 
 def test_hash_is_stable_under_resize_jpeg_and_brightness(faces):
-    radius = DedupParams().radius
+    radius = DedupParams().radius_frame
     for face in faces[:30]:
         original = np.array([int(_our_hash(face), 16)], dtype=np.uint64)
         variants = [
@@ -70,7 +84,7 @@ def test_hash_is_stable_under_resize_jpeg_and_brightness(faces):
 
 def test_different_faces_are_outside_the_radius(faces):
     words = np.array([[int(_our_hash(face), 16)] for face in faces], dtype=np.uint64)
-    close = radius_pairs(words, DedupParams().radius, 64)
+    close = radius_pairs(words, DedupParams().radius_face, 64)
     assert len(close) <= 1, close  # 100 different people: at most a chance collision
 
 
@@ -122,13 +136,15 @@ def test_search_edge_cases():
 
 def _meta(labels, pixel_hashes=None, areas=None):
     n = len(labels)
-    return pd.DataFrame({
-        "id": [f"s/{i:03d}" for i in range(n)],
-        "label": labels,
-        "pixel_hash": pixel_hashes or [f"p{i}" for i in range(n)],
-        "area": areas or [100] * n,
-        "score": [0.99] * n,
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"s/{i:03d}" for i in range(n)],
+            "label": labels,
+            "pixel_hash": pixel_hashes or [f"p{i}" for i in range(n)],
+            "area": areas or [100] * n,
+            "score": [0.99] * n,
+        }
+    )
 
 
 def test_groups_are_transitive_and_named_by_smallest_id():
@@ -185,10 +201,20 @@ def test_a_tied_conflict_drops_the_group_under_majority():
 def test_label_presets():
     assert [PRESETS["fer2013"][str(i)] for i in range(7)] == list(CLASSES)
     affectnet = PRESETS["affectnet"]
-    assert (affectnet["0"], affectnet["6"], affectnet["7"], affectnet["10"]) == ("neutral", "angry", None, None)
+    assert (affectnet["0"], affectnet["6"], affectnet["7"], affectnet["10"]) == (
+        "neutral",
+        "angry",
+        None,
+        None,
+    )
     names = resolve_label_map(None, "image_folder")
-    for folder, expected in [("anger", "angry"), ("Happiness", "happy"), ("sadness", "sad"),
-                             ("surprised", "surprise"), ("contempt", None)]:
+    for folder, expected in [
+        ("anger", "angry"),
+        ("Happiness", "happy"),
+        ("sadness", "sad"),
+        ("surprised", "surprise"),
+        ("contempt", None),
+    ]:
         assert map_label(folder, names) == expected
     assert resolve_label_map(None, "fer2013_csv", ferplus=True)["happiness"] == "happy"
     custom = resolve_label_map({"preset": "names", "joyful": "happy", "sad": None}, "image_folder")
@@ -204,7 +230,7 @@ def test_bad_label_maps_are_errors():
     with pytest.raises(FerDataError, match="not sources"):
         parse_params({**base, "label_maps": {"b": "names"}}, Path("."))
     with pytest.raises(FerDataError, match="radius"):
-        parse_params({**base, "dedup": {"radius": 40}}, Path("."))
+        parse_params({**base, "dedup": {"radius_face": 40}}, Path("."))
 
 
 # The stage on the bundled sample ---------------------------------------------------------------
@@ -216,14 +242,23 @@ def sample_dedup(tmp_path_factory) -> dict:
     truth = write_sample(root / "raw")
     params = IngestParams(workers=1)
     sources = {
-        "fer2013": (Fer2013CsvSource("fer2013", root / "raw" / "fer2013.csv"), CropSettings(pad=0.17, margin=0.1)),
+        "fer2013": (
+            Fer2013CsvSource("fer2013", root / "raw" / "fer2013.csv"),
+            CropSettings(pad=0.17, margin=0.1),
+        ),
         "affectnet": (ImageFolderSource("affectnet", root / "raw" / "affectnet"), CropSettings()),
     }
     from fer.config import CropRuntime
 
     for name, (source, crop) in sources.items():
         ingest_source(source, params, root / "ingest" / name, progress=False)
-        crop_source(root / "ingest" / name, crop, CropRuntime(device="cpu"), root / "crop" / name, progress=False)
+        crop_source(
+            root / "ingest" / name,
+            crop,
+            CropRuntime(device="cpu"),
+            root / "crop" / name,
+            progress=False,
+        )
     dedup_params = DedupParams(
         workers=1,
         label_maps={"fer2013": PRESETS["fer2013"], "affectnet": PRESETS["names"]},
@@ -268,10 +303,16 @@ def test_summary_counts_add_up(sample_dedup):
     assert summary["going_on"] + sum(summary["not_going_on_by_reason"].values()) == summary["kept"]
     assert summary["going_on"] == int(rows["dedup_keep"].sum())
     kinds = summary["groups_by_kind"]
-    assert kinds["exact"] + kinds["near"] == summary["duplicate_groups"] == kinds["within_source"] + kinds["across_sources"]
+    assert (
+        kinds["exact"] + kinds["near"]
+        == summary["duplicate_groups"]
+        == kinds["within_source"] + kinds["across_sources"]
+    )
     assert kinds["across_sources"] >= 4 and kinds["conflicting_labels"] >= 2
     assert summary["groups_spanning_source_splits"]["fer2013"] >= 1
-    assert (rows.groupby("dup_group")["dedup_keep"].sum() <= 1).all(), "one member per group goes on"
+    assert (rows.groupby("dup_group")["dedup_keep"].sum() <= 1).all(), (
+        "one member per group goes on"
+    )
     assert set(rows["label"]) <= set(CLASSES)
     assert (rows["label_index"] == rows["label"].map(CLASSES.index)).all()
 

@@ -22,11 +22,11 @@ from fer.config import DedupParams
 from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards
 from fer.dedup.groups import find_groups
 from fer.dedup.hashing import hash_hex, hash_image_bytes
-from fer.dedup.search import radius_pairs
+from fer.dedup.search import hamming, radius_pairs
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 
-__all__ = ["GALLERY", "dedup_sources", "map_label"]
+__all__ = ["GALLERY", "dedup_sources", "map_label", "near_pairs"]
 
 GALLERY = "duplicates.png"
 _META_COLUMNS = (
@@ -80,14 +80,8 @@ def dedup_sources(
         crop_dirs, ingest_dirs, names, params, progress
     )
     bits = params.hash_size**2
-    pairs = np.unique(
-        np.concatenate(
-            [
-                radius_pairs(words, params.radius, bits).reshape(-1, 2)
-                for words in (frame_words, face_words)
-            ]
-        ),
-        axis=0,
+    pairs = near_pairs(
+        frame_words, face_words, params.radius_frame, params.radius_face, params.radius_both, bits
     )
     groups = find_groups(meta, pairs, params.duplicates, params.conflicts)
     meta = pd.concat([meta, groups], axis=1)
@@ -104,7 +98,9 @@ def dedup_sources(
             "sources": names,
             "hash": params.hash,
             "hash_bits": bits,
-            "radius": params.radius,
+            "radius_frame": params.radius_frame,
+            "radius_face": params.radius_face,
+            "radius_both": params.radius_both,
         },
         count_columns=("label", "source"),
     ) as writer:
@@ -113,6 +109,31 @@ def dedup_sources(
 
         duplicate_gallery(gallery, gallery_groups, meta, writer.staging_dir / GALLERY)
         return writer.close(stats)
+
+
+def near_pairs(
+    frame_words: np.ndarray,
+    face_words: np.ndarray,
+    radius_frame: int,
+    radius_face: int,
+    radius_both: int,
+    bits: int,
+) -> np.ndarray:
+    """Pairs whose frame hashes are within `radius_frame`, or face hashes within
+    `radius_face`, or both within `radius_both`."""
+    by_frame = radius_pairs(frame_words, max(radius_frame, radius_both), bits)
+    by_face = radius_pairs(face_words, max(radius_face, radius_both), bits)
+    candidates = np.unique(np.concatenate([by_frame, by_face]).reshape(-1, 2), axis=0)
+    if len(candidates) == 0:
+        return candidates
+    frame_distance = hamming(frame_words[candidates[:, 0]], frame_words[candidates[:, 1]])
+    face_distance = hamming(face_words[candidates[:, 0]], face_words[candidates[:, 1]])
+    close = (
+        (frame_distance <= radius_frame)
+        | (face_distance <= radius_face)
+        | ((frame_distance <= radius_both) & (face_distance <= radius_both))
+    )
+    return candidates[close]
 
 
 def _rows(folder: str | Path, columns: list[str]) -> Iterator[dict[str, Any]]:
