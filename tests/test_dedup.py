@@ -56,7 +56,7 @@ def _our_hash(image: Image.Image, method: str = "phash", size: int = 8) -> str:
 )
 @pytest.mark.parametrize("size", [8, 16])
 def test_batch_hashes_equal_imagehash(faces, method, reference, size):
-    images = faces[:40] + [Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.camera())]
+    images = [*faces[:40], Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.camera())]
     ours = hash_image_bytes([encode(im, "PNG") for im in images], [1.0] * len(images), method, size)
     assert hash_hex(ours, size * size) == [str(reference(im, hash_size=size)) for im in images]
 
