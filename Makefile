@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 demo: venv
 	fer-data sample data/raw
 	dvc repro
-	fer-data stats data/interim/ingest/* data/interim/crop/* data/interim/dedup
+	fer-data stats data/interim/ingest/* data/interim/crop/* data/interim/dedup data/processed
 
 test: venv
 	python -m pytest $(PYTEST_ARGS)

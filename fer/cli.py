@@ -17,7 +17,7 @@ __all__ = ["app", "main", "run_stage"]
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Curate facial-expression datasets: sample data, stage statistics.",
+    help="Curate facial-expression datasets: sample data, stage statistics, export.",
 )
 
 
@@ -54,6 +54,21 @@ def sample(
         f"{truth['counts']['affectnet_files']} AffectNet files, ground truth in "
         f"{out_dir / 'sample_ground_truth.json'}"
     )
+
+
+@app.command()
+def export(
+    out_dir: Annotated[Path, typer.Argument(help="New folder to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="imagefolder or parquet.")] = "imagefolder",
+    source: Annotated[Path, typer.Option("--from", help="The split stage output.")] = Path(
+        "data/processed"
+    ),
+) -> None:
+    """Export the processed dataset: OUT/<split>/<class>/<id>.png or OUT/<split>.parquet."""
+    from fer.export import export_dataset
+
+    counts = export_dataset(source, out_dir, fmt)
+    typer.echo(f"wrote {out_dir} ({fmt}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _fail(exc: FerDataError) -> None:

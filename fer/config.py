@@ -18,6 +18,7 @@ __all__ = [
     "CROP_SELECTIONS",
     "DEFAULT_SPLIT_FOLDERS",
     "AffectNetCsvSource",
+    "BalanceParams",
     "CropRuntime",
     "CropSettings",
     "DedupParams",
@@ -26,6 +27,7 @@ __all__ = [
     "IngestParams",
     "Params",
     "Source",
+    "SplitParams",
     "load_params",
     "parse_params",
 ]
@@ -198,6 +200,34 @@ class DedupParams:
 
 
 @dataclass(frozen=True)
+class BalanceParams:
+    """Class balance of the merged set (stage balance)."""
+
+    seed: int = 2024
+    per_class: int | None = 6000
+    """At most this many images per class; null keeps every eligible image."""
+    floor: int = 1000
+    """Classes with fewer eligible images are named in the summary's warnings."""
+    mix: str = "proportional"
+    """proportional: sources in proportion to their size; prefer: `prefer` order first."""
+    prefer: tuple[str, ...] = ()
+    exclude_crop_status: tuple[str, ...] = ("no_face", "too_small")
+    """Rows whose crop found no usable face are left out (counted) unless removed here."""
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Train/val/test split by duplicate group (stage split)."""
+
+    seed: int = 2024
+    ratios: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"train": 0.8, "val": 0.1, "test": 0.1})
+    )
+    eval_per_class: int | None = None
+    """A fixed number of val and of test images per class (balanced evaluation), or null."""
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything `params.yaml` holds that the pipeline uses."""
 
@@ -206,6 +236,8 @@ class Params:
     crop_runtime: CropRuntime = field(default_factory=CropRuntime)
     crop: Mapping[str, CropSettings] = field(default_factory=dict)
     dedup: DedupParams = field(default_factory=DedupParams)
+    balance: BalanceParams = field(default_factory=BalanceParams)
+    split: SplitParams = field(default_factory=SplitParams)
 
 
 def load_params(path: str | Path) -> Params:
@@ -241,7 +273,58 @@ def parse_params(raw: Mapping[str, Any], root: Path, origin: str = "params.yaml"
         crop_runtime=runtime,
         crop=MappingProxyType(crop),
         dedup=dedup,
+        balance=_parse_balance(raw.get("balance") or {}, sources, origin),
+        split=_parse_split(raw.get("split") or {}, origin),
     )
+
+
+def _parse_balance(
+    raw: Mapping[str, Any], sources: Mapping[str, Source], origin: str
+) -> BalanceParams:
+    where = f"{origin}: balance"
+    spec = dict(raw)
+    for key in ("prefer", "exclude_crop_status"):
+        if key in spec:
+            spec[key] = tuple(spec[key] or ())
+    params = _build(BalanceParams, spec, where)
+    if not isinstance(params.seed, int) or params.seed < 0:
+        raise FerDataError(f"{where}.seed: a non-negative integer")
+    if params.per_class is not None and (
+        not isinstance(params.per_class, int) or params.per_class < 1
+    ):
+        raise FerDataError(f"{where}.per_class: a positive integer, or null for no cap")
+    if not isinstance(params.floor, int) or params.floor < 0:
+        raise FerDataError(f"{where}.floor: a non-negative integer")
+    if params.mix not in ("proportional", "prefer"):
+        raise FerDataError(f"{where}.mix: {params.mix!r} is not proportional or prefer")
+    unknown = sorted(set(params.prefer) - set(sources))
+    if unknown:
+        raise FerDataError(f"{where}.prefer: {unknown} are not sources")
+    return params
+
+
+def _parse_split(raw: Mapping[str, Any], origin: str) -> SplitParams:
+    where = f"{origin}: split"
+    spec = dict(raw)
+    if "ratios" in spec:
+        ratios = dict(spec["ratios"] or {})
+        if (
+            set(ratios) != {"train", "val", "test"}
+            or not all(isinstance(v, int | float) and v >= 0 for v in ratios.values())
+            or abs(sum(ratios.values()) - 1) > 1e-6
+        ):
+            raise FerDataError(
+                f"{where}.ratios: train, val and test fractions that sum to 1, got {ratios}"
+            )
+        spec["ratios"] = MappingProxyType({k: float(v) for k, v in ratios.items()})
+    params = _build(SplitParams, spec, where)
+    if not isinstance(params.seed, int) or params.seed < 0:
+        raise FerDataError(f"{where}.seed: a non-negative integer")
+    if params.eval_per_class is not None and (
+        not isinstance(params.eval_per_class, int) or params.eval_per_class < 1
+    ):
+        raise FerDataError(f"{where}.eval_per_class: a positive integer, or null")
+    return params
 
 
 def _parse_dedup(

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ __all__ = [
     "DEDUP_SCHEMA",
     "INGEST_SCHEMA",
     "REJECTS_SCHEMA",
+    "SPLIT_SCHEMA",
     "SUMMARY_FILE",
     "DatasetWriter",
     "dataset_shards",
+    "iter_rows",
     "read_rejects",
     "read_summary",
     "read_table",
@@ -96,6 +98,7 @@ DEDUP_SCHEMA = pa.schema(
         pa.field("dedup_reason", pa.string(), nullable=False),
     ]
 )
+SPLIT_SCHEMA = pa.schema([*DEDUP_SCHEMA, pa.field("split", pa.string(), nullable=False)])
 REJECTS_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
@@ -283,6 +286,15 @@ def read_table(path: str | Path, columns: Iterable[str] | None = None) -> pa.Tab
         wanted = None if columns is None else [c for c in columns if c in available]
         tables.append(pq.read_table(shard, columns=wanted))
     return pa.concat_tables(tables)
+
+
+def iter_rows(
+    path: str | Path, columns: list[str] | None = None, batch_size: int = 1024
+) -> Iterator[dict[str, Any]]:
+    """Stream the rows of a dataset as dicts, in order, one record batch at a time."""
+    for shard in dataset_shards(path):
+        for batch in pq.ParquetFile(shard).iter_batches(columns=columns, batch_size=batch_size):
+            yield from batch.to_pylist()
 
 
 def read_rejects(path: str | Path) -> pa.Table:

@@ -15,6 +15,7 @@ __all__ = ["collect_stats", "plot_stats", "render_stats"]
 _LABEL_COLUMNS = ("label", "source_label")
 _SPLIT_COLUMNS = ("split", "source_split")
 _STATUS_COLUMNS = ("crop_status", "dedup_reason")
+_SPLIT_ORDER = ("train", "val", "test")
 
 
 def collect_stats(path: str | Path) -> dict[str, Any]:
@@ -39,6 +40,19 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
         "split_column": split_column,
         "classes": _nested(zip(sources, map(_key, labels), strict=True)),
         "splits": _nested(zip(sources, map(_key, splits), strict=True)) if split_column else {},
+        "by_split": _nested(zip(map(_key, splits), map(_key, labels), strict=True))
+        if split_column == "split"
+        else {},
+        "by_split_per_source": {
+            source: _nested(
+                (_key(sp), _key(lb))
+                for src, sp, lb in zip(sources, splits, labels, strict=True)
+                if src == source
+            )
+            for source in sorted(set(sources))
+        }
+        if split_column == "split"
+        else {},
         "statuses": {
             column: _nested(zip(sources, map(_key, table.column(column).to_pylist()), strict=True))
             for column in _STATUS_COLUMNS
@@ -91,7 +105,14 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
                 _class_order(stats["classes"]),
             )
         )
-        if any(set(per_source) != {"(none)"} for per_source in stats["splits"].values()):
+        if stats["by_split"]:
+            order = _class_order(stats["classes"])
+            console.print(
+                _matrix(Table, "all sources", "label", stats["by_split"], order, _SPLIT_ORDER)
+            )
+            for source, counts in stats["by_split_per_source"].items():
+                console.print(_matrix(Table, source, "label", counts, order, _SPLIT_ORDER))
+        if not stats["by_split"] and any(set(v) != {"(none)"} for v in stats["splits"].values()):
             console.print(
                 _matrix(
                     Table,
@@ -134,8 +155,11 @@ def _matrix(
     corner: str,
     counts: dict[str, dict[str, int]],
     rows: list[str],
+    column_order: tuple[str, ...] = (),
 ) -> Any:
-    sources = sorted(counts)
+    sources = sorted(
+        counts, key=lambda c: (column_order.index(c) if c in column_order else len(column_order), c)
+    )
     table = table_cls(title=title, title_justify="left")
     table.add_column(corner)
     for source in sources:
@@ -149,6 +173,29 @@ def _matrix(
     return table
 
 
+def _grouped_by_source(ax: Any, stats: dict[str, Any], classes: list[str], x: Any) -> None:
+    sources = sorted(stats["classes"])
+    width = 0.8 / max(1, len(sources))
+    for i, source in enumerate(sources):
+        values = [stats["classes"][source].get(c, 0) for c in classes]
+        bars = ax.bar(x + (i - (len(sources) - 1) / 2) * width, values, width, label=source)
+        ax.bar_label(bars, fontsize=7, padding=1)
+    ax.set_title(f"{stats['path']}: {stats['label_column']} per source", fontsize=10)
+
+
+def _stacked_by_split(ax: Any, stats: dict[str, Any], classes: list[str], x: Any) -> None:
+    bottom = [0] * len(classes)
+    splits = [s for s in _SPLIT_ORDER if s in stats["by_split"]]
+    for split in splits:
+        values = [stats["by_split"][split].get(c, 0) for c in classes]
+        bars = ax.bar(x, values, 0.7, bottom=bottom, label=split)
+        ax.bar_label(
+            bars, labels=[str(v) if v else "" for v in values], label_type="center", fontsize=7
+        )
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_title(f"{stats['path']}: label per split (stacked), {stats['rows']} images", fontsize=10)
+
+
 def plot_stats(collected: Sequence[dict[str, Any]], out: str | Path) -> None:
     """Bar chart PNG of class counts per source, one panel per dataset."""
     import matplotlib
@@ -160,21 +207,14 @@ def plot_stats(collected: Sequence[dict[str, Any]], out: str | Path) -> None:
     fig, axes = plt.subplots(len(collected), 1, figsize=(10, 3.6 * len(collected)), squeeze=False)
     for ax, stats in zip(axes[:, 0], collected, strict=True):
         classes = _class_order(stats["classes"])
-        sources = sorted(stats["classes"])
         x = np.arange(len(classes))
-        width = 0.8 / max(1, len(sources))
-        for i, source in enumerate(sources):
-            values = [stats["classes"][source].get(c, 0) for c in classes]
-            bars = ax.bar(x + (i - (len(sources) - 1) / 2) * width, values, width, label=source)
-            ax.bar_label(bars, fontsize=7, padding=1)
-        ax.set_xticks(
-            x,
-            classes,
-            rotation=30 if len(classes) > 8 else 0,
-            ha="right" if len(classes) > 8 else "center",
-        )
+        if stats["by_split"]:
+            _stacked_by_split(ax, stats, classes, x)
+        else:
+            _grouped_by_source(ax, stats, classes, x)
+        rotate = len(classes) > 8
+        ax.set_xticks(x, classes, rotation=30 if rotate else 0, ha="right" if rotate else "center")
         ax.set_ylabel("images")
-        ax.set_title(f"{stats['path']} - {stats['label_column']} per source", fontsize=10)
         ax.legend(fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()

@@ -1,0 +1,148 @@
+"""Balance: choose a class-balanced subset of the de-duplicated rows, stable under additions.
+
+Rows are ranked by a keyed hash of their id (BLAKE2b keyed by the seed), never by a random draw:
+the same inputs give the same selection, and adding images changes it only where a new image
+outranks a selected one (bottom-k sampling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fer.config import BalanceParams
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, iter_rows, read_table
+from fer.labels import CLASSES
+
+__all__ = ["balance_dataset", "id_rank", "select_balanced"]
+
+
+def id_rank(ids: Iterable[str], seed: int) -> np.ndarray:
+    """A uint64 rank per id: uniform, deterministic, independent of the other ids."""
+    key = seed.to_bytes(8, "little", signed=False)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, key=key).digest(), "little")
+            for i in ids
+        ],
+        dtype=np.uint64,
+    )
+
+
+def select_balanced(
+    rows: pd.DataFrame,
+    per_class: int | None,
+    seed: int,
+    mix: str = "proportional",
+    prefer: Sequence[str] = (),
+) -> pd.Series:
+    """Boolean mask of the rows to keep: at most `per_class` per `label`.
+
+    `rows` needs `id`, `label` and `source`. `proportional` takes the lowest-ranked rows of the
+    class whatever their source, so sources contribute in proportion to their size;
+    `prefer` exhausts the sources in the given order first (unlisted sources come last, by name).
+    """
+    if per_class is None or rows.empty:
+        return pd.Series(True, index=rows.index)
+    frame = rows[["id", "label", "source"]].copy()
+    frame["rank"] = id_rank(frame["id"], seed)
+    if mix == "prefer":
+        order = {source: i for i, source in enumerate(prefer)}
+        frame["priority"] = frame["source"].map(lambda s: order.get(s, len(order)))
+        sort = ["label", "priority", "source", "rank", "id"]
+    else:
+        sort = ["label", "rank", "id"]
+    ordered = frame.sort_values(sort, kind="stable")
+    position = ordered.groupby("label").cumcount()
+    chosen = pd.Series(False, index=rows.index)
+    chosen[ordered.index[position.to_numpy() < per_class]] = True
+    return chosen
+
+
+def balance_dataset(
+    in_dir: str | Path,
+    params: BalanceParams,
+    out_dir: str | Path,
+    shard_bytes: int = 128 * 2**20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the balanced subset of a dedup output; every row left out is a counted reject."""
+    meta = read_table(
+        in_dir, columns=["id", "label", "source", "dedup_keep", "dedup_reason", "crop_status"]
+    )
+    meta = meta.to_pandas()
+    excluded_status = meta["crop_status"].isin(params.exclude_crop_status)
+    eligible = meta["dedup_keep"] & ~excluded_status
+    reason = pd.Series("", index=meta.index, dtype=object)
+    reason[~meta["dedup_keep"]] = meta.loc[~meta["dedup_keep"], "dedup_reason"]
+    reason[meta["dedup_keep"] & excluded_status] = (
+        "crop_" + meta.loc[meta["dedup_keep"] & excluded_status, "crop_status"]
+    )
+    chosen = pd.Series(False, index=meta.index)
+    chosen[eligible] = select_balanced(
+        meta[eligible], params.per_class, params.seed, params.mix, params.prefer
+    )
+    reason[eligible & ~chosen] = "over_class_cap"
+    available = meta[eligible].groupby("label").size()
+    selected = meta[chosen].groupby("label").size()
+    below = {c: int(available.get(c, 0)) for c in CLASSES if available.get(c, 0) < params.floor}
+    extra = {
+        "per_class": params.per_class,
+        "floor": params.floor,
+        "mix": params.mix,
+        "available_by_label": {c: int(available.get(c, 0)) for c in CLASSES},
+        "selected_by_label": {c: int(selected.get(c, 0)) for c in CLASSES},
+        "selected_by_label_and_source": {
+            c: {
+                s: int(n)
+                for s, n in meta[chosen & (meta["label"] == c)].groupby("source").size().items()
+            }
+            for c in CLASSES
+        },
+        "warnings": [
+            f"class {c!r} has {n} eligible images, below the floor of {params.floor}"
+            for c, n in below.items()
+        ],
+    }
+    keep = dict(zip(meta["id"], chosen, strict=True))
+    why = dict(zip(meta["id"], reason, strict=True))
+    with DatasetWriter(
+        out_dir,
+        DEDUP_SCHEMA,
+        shard_bytes=shard_bytes,
+        summary_fields={"stage": "balance", "seed": params.seed},
+        count_columns=("label", "source"),
+    ) as writer:
+        for row in tqdm(
+            iter_rows(in_dir),
+            total=len(meta),
+            desc="balance",
+            unit="row",
+            disable=not progress,
+            mininterval=1.0,
+        ):
+            if keep[row["id"]]:
+                writer.add(row, row["id"])
+            else:
+                reason = why[row["id"]]
+                writer.reject(row["source"], row["id"], row["id"], reason, _detail(reason))
+        return writer.close(extra)
+
+
+_DETAILS = {
+    "duplicate": "not the keeper of its duplicate group (dedup)",
+    "label_conflict": "its duplicate group's labels disagree (dedup.conflicts)",
+    "over_class_cap": "its class already has balance.per_class images of lower rank",
+}
+
+
+def _detail(reason: str) -> str:
+    if reason.startswith("crop_"):
+        return f"crop_status {reason[5:]} is in balance.exclude_crop_status"
+    return _DETAILS[reason]

@@ -1,0 +1,121 @@
+"""Split: train/val/test by whole duplicate groups, stratified by label, deterministic.
+
+Within each class the groups are ordered by a keyed hash of the group id and laid end to end;
+test takes the first stretch of that line, val the next, train the rest, each group going where
+its middle falls. So every split is within one group's size of its target, no group is in
+two splits, and adding images moves only the groups near a boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fer.balance import id_rank
+from fer.config import SplitParams
+from fer.dataset import SPLIT_SCHEMA, DatasetWriter, iter_rows, read_table
+from fer.labels import CLASSES
+
+__all__ = ["COUNTS_FILE", "SPLITS", "assign_splits", "split_dataset"]
+
+COUNTS_FILE = "counts.csv"
+
+SPLITS = ("train", "val", "test")
+
+
+def assign_splits(
+    rows: pd.DataFrame,
+    ratios: Mapping[str, float],
+    seed: int,
+    eval_per_class: int | None = None,
+) -> pd.Series:
+    """The split of each row. `rows` needs `label` and `dup_group` (a group id per row).
+
+    With `eval_per_class`, val and test get that many rows of every class (as near as whole
+    groups allow) and train the rest; otherwise the ratios apply per class.
+    """
+    if rows.empty:
+        return pd.Series([], dtype=object, index=rows.index)
+    groups = rows.groupby("dup_group", sort=True).agg(
+        size=("label", "size"), label=("label", _mode)
+    )
+    groups["rank"] = id_rank(groups.index, seed)
+    groups = groups.sort_values(["label", "rank"], kind="stable")
+    split_of_group = {}
+    for _, members in groups.groupby("label", sort=True):
+        sizes = members["size"].to_numpy()
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        total = int(sizes.sum())
+        if eval_per_class is not None:
+            test_end = min(eval_per_class, total)
+            val_end = min(2 * eval_per_class, total)
+        else:
+            test_end = total * ratios["test"]
+            val_end = test_end + total * ratios["val"]
+        middles = starts + sizes / 2
+        where = np.where(middles <= test_end, "test", np.where(middles <= val_end, "val", "train"))
+        split_of_group.update(zip(members.index, where, strict=True))
+    return rows["dup_group"].map(split_of_group)
+
+
+def _mode(labels: pd.Series) -> str:
+    counts = labels.value_counts()
+    return str(sorted(counts.index[counts == counts.max()])[0])
+
+
+def split_dataset(
+    in_dir: str | Path,
+    params: SplitParams,
+    out_dir: str | Path,
+    shard_bytes: int = 128 * 2**20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the balanced rows with their `split`, plus `counts.csv` (label x split x source)."""
+    meta = read_table(in_dir, columns=["id", "label", "source", "dup_group"]).to_pandas()
+    meta["split"] = assign_splits(meta, params.ratios, params.seed, params.eval_per_class)
+    counts = (
+        meta.groupby(["label", "split", "source"])
+        .size()
+        .rename("images")
+        .reset_index()
+        .sort_values(["label", "split", "source"])
+        .reset_index(drop=True)
+    )
+    by_split = meta.groupby(["label", "split"]).size()
+    groups_in_two = int((meta.groupby("dup_group")["split"].nunique() > 1).sum())
+    extra = {
+        "ratios": dict(params.ratios),
+        "eval_per_class": params.eval_per_class,
+        "label_by_split": {
+            c: {s: int(by_split.get((c, s), 0)) for s in SPLITS}
+            for c in CLASSES
+            if c in set(meta["label"])
+        },
+        "split_totals": {s: int((meta["split"] == s).sum()) for s in SPLITS},
+        "groups_in_two_splits": groups_in_two,
+        "multi_image_groups": int((meta.groupby("dup_group").size() > 1).sum()),
+    }
+    split_of = dict(zip(meta["id"], meta["split"], strict=True))
+    with DatasetWriter(
+        out_dir,
+        SPLIT_SCHEMA,
+        shard_bytes=shard_bytes,
+        summary_fields={"stage": "split", "seed": params.seed},
+        count_columns=("label", "split", "source"),
+    ) as writer:
+        for row in tqdm(
+            iter_rows(in_dir),
+            total=len(meta),
+            desc="split",
+            unit="row",
+            disable=not progress,
+            mininterval=1.0,
+        ):
+            writer.add({**row, "split": split_of[row["id"]]}, row["id"])
+        counts.to_csv(writer.staging_dir / COUNTS_FILE, index=False)
+        return writer.close(extra)
