@@ -12,23 +12,16 @@ from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
 from fer.config import (
-    CropSettings,
     DedupParams,
-    Fer2013CsvSource,
-    ImageFolderSource,
-    IngestParams,
     parse_params,
 )
-from fer.crop import crop_source
 from fer.dataset import read_rejects, read_summary, read_table
-from fer.dedup import GALLERY, dedup_sources, map_label
+from fer.dedup import GALLERY, map_label
 from fer.dedup.groups import find_groups
 from fer.dedup.hashing import hash_arrays, hash_hex, hash_image_bytes, hashing_input
 from fer.dedup.search import brute_force_pairs, hamming, radius_pairs
 from fer.errors import FerDataError
-from fer.ingest import ingest_source
 from fer.labels import CLASSES, PRESETS, resolve_label_map
-from fer.sample import write_sample
 from tests.conftest import encode
 
 
@@ -237,42 +230,13 @@ def test_bad_label_maps_are_errors():
 
 
 @pytest.fixture(scope="module")
-def sample_dedup(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("dedup")
-    truth = write_sample(root / "raw")
-    params = IngestParams(workers=1)
-    sources = {
-        "fer2013": (
-            Fer2013CsvSource("fer2013", root / "raw" / "fer2013.csv"),
-            CropSettings(pad=0.17, margin=0.1),
-        ),
-        "affectnet": (ImageFolderSource("affectnet", root / "raw" / "affectnet"), CropSettings()),
+def sample_dedup(sample_pipeline: Path) -> dict:
+    return {
+        "root": sample_pipeline,
+        "truth": json.loads((sample_pipeline / "raw" / "sample_ground_truth.json").read_text()),
+        "summary": read_summary(sample_pipeline / "dedup"),
+        "rows": read_table(sample_pipeline / "dedup").to_pandas().set_index("id"),
     }
-    from fer.config import CropRuntime
-
-    for name, (source, crop) in sources.items():
-        ingest_source(source, params, root / "ingest" / name, progress=False)
-        crop_source(
-            root / "ingest" / name,
-            crop,
-            CropRuntime(device="cpu"),
-            root / "crop" / name,
-            progress=False,
-        )
-    dedup_params = DedupParams(
-        workers=1,
-        label_maps={"fer2013": PRESETS["fer2013"], "affectnet": PRESETS["names"]},
-    )
-    summary = dedup_sources(
-        {n: root / "crop" / n for n in sources},
-        {n: root / "ingest" / n for n in sources},
-        dedup_params,
-        root / "dedup",
-        fer2013_sources=("fer2013",),
-        progress=False,
-    )
-    rows = read_table(root / "dedup").to_pandas().set_index("id")
-    return {"root": root, "truth": truth, "summary": summary, "rows": rows}
 
 
 def test_every_planted_duplicate_is_found(sample_dedup):

@@ -22,8 +22,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def _make_project(tmp_path_factory) -> Path:
     if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("dvc is not installed next to this Python")
     files = subprocess.run(
@@ -43,6 +42,20 @@ def project(tmp_path_factory) -> Path:
     _run(["fer-data", "sample", "data/raw"], root)
     _run(["dvc", "repro"], root)
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return _make_project(tmp_path_factory)
+
+
+def test_processed_dataset_is_split_without_leakage(project):
+    rows = read_table(
+        project / "data" / "processed", columns=["id", "split", "dup_group"]
+    ).to_pandas()
+    assert set(rows["split"]) == {"train", "val", "test"}
+    assert (rows.groupby("dup_group")["split"].nunique() == 1).all()
+    assert len(list((project / "data" / "processed").glob("*.parquet"))) <= 3
 
 
 @pytest.mark.parametrize("stage", ["ingest", "crop"])
@@ -93,6 +106,38 @@ def test_editing_one_source_reruns_only_its_ingest(project):
     finally:
         params.write_text(original)
         _run(["dvc", "repro"], project)
+
+
+def test_editing_a_balance_param_reruns_only_balance_and_split(project):
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("  per_class: 6000 ", "  per_class: 10 "))
+    try:
+        result = _run(["dvc", "repro"], project)
+        ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+        assert ran == ["Running stage 'balance':", "Running stage 'split':"]
+        summary = read_summary(project / "data" / "processed")
+        assert max(summary["kept_by_label"].values()) <= 10
+    finally:
+        params.write_text(original)
+        _run(["dvc", "repro"], project)
+
+
+def test_two_clean_runs_give_identical_bytes(project, tmp_path_factory):
+    other = _make_project(tmp_path_factory)
+    for folder in ("data/interim/dedup", "data/interim/balance", "data/processed"):
+        mine = {
+            p.relative_to(project): p.read_bytes()
+            for p in sorted((project / folder).rglob("*"))
+            if p.is_file()
+        }
+        theirs = {
+            p.relative_to(other): p.read_bytes()
+            for p in sorted((other / folder).rglob("*"))
+            if p.is_file()
+        }
+        assert mine == theirs, folder
+    assert (project / "dvc.lock").read_text() == (other / "dvc.lock").read_text()
 
 
 def test_editing_a_crop_param_reruns_only_that_crop(project):
