@@ -19,6 +19,7 @@ demo: venv
 	fer-data sample data/raw
 	dvc repro
 	fer-data stats data/interim/ingest/* data/interim/crop/* data/interim/dedup data/processed
+	dvc metrics show
 
 test: venv
 	python -m pytest $(PYTEST_ARGS)

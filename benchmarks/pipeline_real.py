@@ -25,9 +25,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KAGGLE = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happy", "sad": "sad",
-          "surprise": "surprise", "neutral": "neutral"}
-STAGES = ("ingest@fer2013", "ingest@affectnet", "crop@fer2013", "crop@affectnet", "dedup", "balance", "split")
+KAGGLE = {
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "sad": "sad",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
+STAGES = (
+    "ingest@fer2013",
+    "ingest@affectnet",
+    "crop@fer2013",
+    "crop@affectnet",
+    "dedup",
+    "balance",
+    "split",
+)
 
 
 def run(args: list[str], cwd: Path) -> float:
@@ -62,7 +77,9 @@ def main() -> None:
 def build_project(shared: Path, project: Path, affectnet: int) -> Path:
     from PIL import Image
 
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for relative in files:
         (project / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / relative, project / relative)
@@ -70,14 +87,21 @@ def build_project(shared: Path, project: Path, affectnet: int) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     raw = project / "data" / "raw"
     raw.mkdir(parents=True)
-    subprocess.run([sys.executable, str(shared / "fer2013" / "make_csv.py"), str(raw / "fer2013.csv")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(shared / "fer2013" / "make_csv.py"), str(raw / "fer2013.csv")],
+        check=True,
+        capture_output=True,
+    )
     with tarfile.open(shared / "fer2013" / "fer2013_images.tar.gz") as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith("test/")]
         step = max(1, len(members) // affectnet)
         for number, member in enumerate(members[::step][:affectnet]):
             label = member.name.split("/")[1]
-            image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB").resize((96, 96))
+            image = (
+                Image.open(io.BytesIO(tar.extractfile(member).read()))
+                .convert("RGB")
+                .resize((96, 96))
+            )
             target = raw / "affectnet" / KAGGLE[label] / f"image{number:07d}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
             image.save(target, quality=92)
@@ -90,18 +114,32 @@ def report(project: Path) -> None:
     size = sum(p.stat().st_size for p in processed.iterdir()) / 2**20
     print(f"data/processed: {len(files)} files, {size:.1f} MiB: {', '.join(files)}")
     dedup = json.loads((project / "data" / "interim" / "dedup" / "summary.json").read_text())
-    for key in ("duplicate_pairs", "duplicate_groups", "images_in_groups", "groups_by_kind",
-                "groups_spanning_source_splits", "not_going_on_by_reason"):
+    for key in (
+        "duplicate_pairs",
+        "duplicate_groups",
+        "images_in_groups",
+        "groups_by_kind",
+        "groups_spanning_source_splits",
+        "not_going_on_by_reason",
+    ):
         print(f"dedup {key}: {dedup[key]}")
     balance = json.loads((project / "data" / "interim" / "balance" / "summary.json").read_text())
-    print(f"balance: rejected_by_reason {balance['rejected_by_reason']}; warnings {balance['warnings']}")
+    print(
+        f"balance: rejected_by_reason {balance['rejected_by_reason']}; warnings {balance['warnings']}"
+    )
     split = json.loads((processed / "summary.json").read_text())
-    print(f"split: groups in two splits {split['groups_in_two_splits']}, multi-image groups {split['multi_image_groups']}")
+    print(
+        f"split: groups in two splits {split['groups_in_two_splits']}, multi-image groups {split['multi_image_groups']}"
+    )
     print(f"{'label':9s} {'train':>6s} {'val':>5s} {'test':>5s} {'total':>6s}")
     for label, counts in split["label_by_split"].items():
-        print(f"{label:9s} {counts['train']:6d} {counts['val']:5d} {counts['test']:5d} {sum(counts.values()):6d}")
+        print(
+            f"{label:9s} {counts['train']:6d} {counts['val']:5d} {counts['test']:5d} {sum(counts.values()):6d}"
+        )
     totals = split["split_totals"]
-    print(f"{'total':9s} {totals['train']:6d} {totals['val']:5d} {totals['test']:5d} {sum(totals.values()):6d}")
+    print(
+        f"{'total':9s} {totals['train']:6d} {totals['val']:5d} {totals['test']:5d} {sum(totals.values()):6d}"
+    )
     print("by source:", split["kept_by_source"])
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Params",
     "Source",
     "SplitParams",
+    "TrainParams",
     "load_params",
     "parse_params",
 ]
@@ -228,6 +229,32 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
+class TrainParams:
+    """Training (stage train); the defaults are the seed report's recipe."""
+
+    model: str = "swin_se_resnet"
+    """swin_se_resnet | resnet50 | swin_tiny_patch4_window7_224 | resemotenet | any timm name."""
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 50
+    early_stopping: int = 10
+    """Stop after this many epochs without a better validation accuracy."""
+    lr: float = 1e-4
+    step_size: int = 10
+    gamma: float = 0.1
+    class_weights: bool = False
+    rotation: float = 10.0
+    translate: float = 0.1
+    color_jitter: float = 0.2
+    seed: int = 2024
+    device: str = "auto"
+    workers: int = 0
+    """DataLoader worker processes."""
+    checkpoint: str | None = None
+    """Local weights to start from (nothing is downloaded)."""
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything `params.yaml` holds that the pipeline uses."""
 
@@ -238,6 +265,7 @@ class Params:
     dedup: DedupParams = field(default_factory=DedupParams)
     balance: BalanceParams = field(default_factory=BalanceParams)
     split: SplitParams = field(default_factory=SplitParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
 
 def load_params(path: str | Path) -> Params:
@@ -275,7 +303,30 @@ def parse_params(raw: Mapping[str, Any], root: Path, origin: str = "params.yaml"
         dedup=dedup,
         balance=_parse_balance(raw.get("balance") or {}, sources, origin),
         split=_parse_split(raw.get("split") or {}, origin),
+        train=_parse_train(raw.get("train") or {}, root, origin),
     )
+
+
+def _parse_train(raw: Mapping[str, Any], root: Path, origin: str) -> TrainParams:
+    where = f"{origin}: train"
+    spec = dict(raw)
+    if spec.get("checkpoint"):
+        spec["checkpoint"] = str(root / spec["checkpoint"])
+    for key in ("lr", "gamma", "rotation", "translate", "color_jitter"):
+        if key in spec and isinstance(spec[key], int | float | str):
+            try:
+                spec[key] = float(spec[key])
+            except ValueError as exc:
+                raise FerDataError(f"{where}.{key}: a number, got {spec[key]!r}") from exc
+    params = _build(TrainParams, spec, where)
+    for key in ("image_size", "batch_size", "epochs", "early_stopping", "step_size"):
+        if not isinstance(getattr(params, key), int) or getattr(params, key) < 1:
+            raise FerDataError(f"{where}.{key}: a positive integer")
+    if params.device not in ("auto", "cpu", "cuda"):
+        raise FerDataError(f"{where}.device: {params.device!r} is not auto, cpu or cuda")
+    if params.model.startswith("swin") and params.image_size % 32:
+        raise FerDataError(f"{where}.image_size: Swin models need a multiple of 32")
+    return params
 
 
 def _parse_balance(

@@ -115,7 +115,12 @@ def test_editing_a_balance_param_reruns_only_balance_and_split(project):
     try:
         result = _run(["dvc", "repro"], project)
         ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
-        assert ran == ["Running stage 'balance':", "Running stage 'split':"]
+        assert ran == [
+            "Running stage 'balance':",
+            "Running stage 'split':",
+            "Running stage 'train':",
+            "Running stage 'evaluate':",
+        ]
         summary = read_summary(project / "data" / "processed")
         assert max(summary["kept_by_label"].values()) <= 10
     finally:
@@ -152,6 +157,17 @@ def test_editing_a_crop_param_reruns_only_that_crop(project):
     finally:
         params.write_text(original)
         _run(["dvc", "repro"], project)
+
+
+def test_train_and_evaluate_write_metrics(project):
+    import json
+
+    metrics = json.loads((project / "metrics" / "eval" / "metrics.json").read_text())
+    assert metrics["test_images"] > 0 and 0 <= metrics["accuracy"] <= 1
+    assert (project / "models" / "model.pt").exists()
+    assert (project / "metrics" / "eval" / "confusion.png").exists()
+    shown = _run(["dvc", "metrics", "show", "--json"], project)
+    assert "accuracy" in shown.stdout
 
 
 def test_stats_on_stage_outputs(project):
