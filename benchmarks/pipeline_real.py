@@ -85,6 +85,21 @@ def build_project(shared: Path, project: Path, affectnet: int) -> Path:
         shutil.copy2(REPO / relative, project / relative)
     (project / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qm",
+            "init",
+            "--allow-empty",
+        ],
+        cwd=project,
+        check=True,
+    )
     raw = project / "data" / "raw"
     raw.mkdir(parents=True)
     subprocess.run(

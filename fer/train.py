@@ -104,6 +104,19 @@ def load_checkpoint(model: nn.Module, path: str | Path, name: str) -> None:
         raise FerDataError(f"{path}: does not fit model {name!r} ({first[:160]})") from exc
 
 
+def _live(live_dir: str | Path) -> Any:
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    except SCMError as exc:
+        raise FerDataError(
+            f"{Path.cwd()}: dvclive needs a git repository with at least one commit ({exc}); "
+            "run `git add -A && git commit -m init`"
+        ) from exc
+
+
 def _run_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -148,8 +161,6 @@ def train_model(
     processed: str | Path, params: TrainParams, checkpoint_out: str | Path, live_dir: str | Path
 ) -> dict[str, Any]:
     """Train with early stopping on validation accuracy; keep the best checkpoint."""
-    from dvclive import Live
-
     if params.checkpoint and not Path(params.checkpoint).is_file():
         raise FerDataError(
             f"{params.checkpoint}: checkpoint not found; fix train.checkpoint or set it to null"
@@ -205,7 +216,7 @@ def train_model(
     checkpoint_out = Path(checkpoint_out)
     checkpoint_out.parent.mkdir(parents=True, exist_ok=True)
     best, best_epoch, history = -1.0, -1, []
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with _live(live_dir) as live:
         for epoch in range(params.epochs):
             train_metrics = _run_epoch(model, train_loader, device, loss_fn, optimizer, scaler)
             val_metrics = _run_epoch(model, val_loader, device, loss_fn, None, scaler)

@@ -39,6 +39,20 @@ def _make_project(tmp_path_factory) -> Path:
             shutil.copy2(REPO / relative, root / relative)
     (root / "dvc.lock").unlink(missing_ok=True)
     _run(["git", "init", "-q"], root)
+    _run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+            "--allow-empty",
+        ],
+        root,
+    )
     _run(["fer-data", "sample", "data/raw"], root)
     _run(["dvc", "repro"], root)
     return root
