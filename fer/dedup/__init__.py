@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from fer.config import DedupParams
 from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards
-from fer.dedup.groups import find_groups
+from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.hashing import hash_hex, hash_image_bytes
 from fer.dedup.search import hamming, radius_pairs
 from fer.errors import FerDataError
@@ -268,18 +268,7 @@ def _second_pass(
     gallery_groups: list[str],
     progress: bool,
 ) -> dict[str, list[tuple[str, bytes]]]:
-    columns = [
-        "label",
-        "frame_hash",
-        "face_hash",
-        "dup_group",
-        "dup_group_size",
-        "dup_kind",
-        "dup_keeper",
-        "label_conflict",
-        "dedup_keep",
-        "dedup_reason",
-    ]
+    columns = ["label", "frame_hash", "face_hash", *GROUP_COLUMNS]
     extra = meta[["id", *columns]].to_dict("records")
     wanted = set(gallery_groups)
     gallery: dict[str, list[tuple[str, bytes]]] = {}

@@ -7,7 +7,17 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["find_groups"]
+__all__ = ["GROUP_COLUMNS", "find_groups"]
+
+GROUP_COLUMNS = (
+    "dup_group",
+    "dup_group_size",
+    "dup_kind",
+    "dup_keeper",
+    "label_conflict",
+    "dedup_keep",
+    "dedup_reason",
+)
 
 
 def find_groups(
@@ -21,17 +31,8 @@ def find_groups(
     the members that survive the conflict policy.
     """
     n = len(meta)
-    columns = [
-        "dup_group",
-        "dup_group_size",
-        "dup_kind",
-        "dup_keeper",
-        "label_conflict",
-        "dedup_keep",
-        "dedup_reason",
-    ]
     if n == 0:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=list(GROUP_COLUMNS))
     positions = pd.Series(np.arange(n))
     exact_root = positions.groupby(meta["pixel_hash"].to_numpy()).transform("min").to_numpy()
     exact_edges = np.stack([exact_root, np.arange(n)], axis=1)[exact_root != np.arange(n)]
