@@ -22,7 +22,7 @@ OUTPUTS = ("data/interim", "data/processed", "models")
 def _snapshot(project: Path) -> dict[str, bytes]:
     files = {}
     for folder in OUTPUTS:
-        for path in sorted((project / folder).rglob("*")):
+        for path in sorted((project / folder).rglob("*")) if (project / folder).exists() else []:
             if path.is_file() and path.name != ".gitignore":
                 files[str(path.relative_to(project))] = path.read_bytes()
     return files
@@ -31,7 +31,7 @@ def _snapshot(project: Path) -> dict[str, bytes]:
 def _forget(project: Path) -> None:
     shutil.rmtree(project / ".dvc" / "cache", ignore_errors=True)
     for folder in OUTPUTS:
-        for path in (project / folder).iterdir():
+        for path in (project / folder).iterdir() if (project / folder).exists() else []:
             if path.name != ".gitignore":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
