@@ -32,7 +32,8 @@ def main() -> None:
     import torch
 
     from fer.config import Fer2013CsvSource, IngestParams, load_params
-    from fer.crop import crop_source, resolve_device
+    from fer.crop import crop_source
+    from fer.device import resolve_device
     from fer.ingest import ingest_source
 
     params = load_params(REPO / "params.yaml")

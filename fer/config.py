@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -413,8 +413,9 @@ def _parse_dedup(
                 "or null to drop a label"
             )
         maps[name] = MappingProxyType(resolved)
-    params = _build(DedupParams, dict(raw), where)
-    params = DedupParams(**{**params.__dict__, "label_maps": MappingProxyType(maps)})
+    if "label_maps" in raw:
+        raise FerDataError(f"{where}: label maps live in the top-level 'label_maps' section")
+    params = replace(_build(DedupParams, dict(raw), where), label_maps=MappingProxyType(maps))
     if params.hash not in HASH_METHODS:
         raise FerDataError(f"{where}.hash: {params.hash!r} is not one of {HASH_METHODS}")
     if not isinstance(params.hash_size, int) or params.hash_size < 4 or params.hash_size % 4:

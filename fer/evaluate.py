@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fer.config import TrainParams
+from fer.device import resolve_device
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
@@ -43,13 +44,7 @@ def evaluate_model(
     images, labels = load_split(processed, "test")
     if not images:
         raise FerDataError(f"{processed}: the test split is empty; check the split stage's ratios")
-    target = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if device == "auto"
-        else device
-    )
+    target = torch.device(resolve_device(device, "train.device"))
     model = build_model(saved["model"], len(CLASSES), saved["image_size"])
     load_checkpoint(model, checkpoint, saved["model"])
     model = model.to(target).eval()

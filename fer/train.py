@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fer.config import TrainParams
 from fer.dataset import read_table
+from fer.device import resolve_device
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
@@ -75,14 +76,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FerDataError("params.yaml: train.device is cuda but no CUDA GPU is usable; use auto")
-    return torch.device(name)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path, name: str) -> None:
@@ -166,7 +159,7 @@ def train_model(
             f"{params.checkpoint}: checkpoint not found; fix train.checkpoint or set it to null"
         )
     _seed_everything(params.seed)
-    device = _device(params.device)
+    device = torch.device(resolve_device(params.device, "train.device"))
     train_images, train_labels = load_split(processed, "train")
     val_images, val_labels = load_split(processed, "val")
     if not train_images or not val_images:

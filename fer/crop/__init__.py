@@ -20,29 +20,16 @@ from tqdm import tqdm
 from fer.config import CropRuntime, CropSettings
 from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
 from fer.dataset import CROP_SCHEMA, DatasetWriter, dataset_shards, read_summary
-from fer.errors import FerDataError
+from fer.device import resolve_device
 from fer.images import encode_png
 
-__all__ = ["CONTACT_SHEET", "crop_source", "resolve_device"]
+__all__ = ["CONTACT_SHEET", "crop_source"]
 
 CONTACT_SHEET = "contact_sheet.png"
 _PAD_GRAY = 128
 _NOT_FOUND = ("no_face", "low_score", "too_small")
 _SHEET_TILES = 40
 _TILE = 72
-
-
-def resolve_device(device: str) -> str:
-    """`auto` becomes `cuda` when a GPU is usable, else `cpu`."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FerDataError(
-            "params.yaml: crop.runtime.device is cuda but no CUDA GPU is usable; use auto"
-        )
-    return device
 
 
 @dataclass
@@ -75,7 +62,9 @@ def crop_source(
         from fer.crop.detector import FaceDetector
 
         detector = FaceDetector(
-            settings.min_face_size, settings.thresholds, device=resolve_device(runtime.device)
+            settings.min_face_size,
+            settings.thresholds,
+            device=resolve_device(runtime.device, "crop.runtime.device"),
         )
     by_label: dict[str, Counter[str]] = defaultdict(Counter)
     sheet = _SheetCollector()
@@ -251,8 +240,9 @@ class _SheetCollector:
             caption = f"{item.status} {item.row['source_label']}"
             self.rejected.append((item.row["id"], caption, _thumbnail(item.pixels)))
         elif item.status in ("ok", "source_box"):
-            key = hashlib.md5(item.row["id"].encode()).hexdigest()
-            entry = (_negate(key), item.row["id"], str(item.row["source_label"]), item.pixels)
+            # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
+            key = -int(hashlib.md5(item.row["id"].encode()).hexdigest()[:16], 16)
+            entry = (key, item.row["id"], str(item.row["source_label"]), item.pixels)
             if len(self.sample) < _SHEET_TILES:
                 heapq.heappush(self.sample, (entry[0], entry[1], entry[2], _thumbnail(entry[3])))
             elif entry[0] > self.sample[0][0]:
@@ -270,11 +260,6 @@ class _SheetCollector:
             path,
             _TILE,
         )
-
-
-def _negate(hex_key: str) -> str:
-    # heapq keeps the smallest on top; invert the key so the heap holds the smallest hashes.
-    return "".join("0123456789abcdef"[15 - int(c, 16)] for c in hex_key)
 
 
 def _thumbnail(pixels: np.ndarray) -> np.ndarray:
