@@ -9,6 +9,7 @@ whose label maps to nothing are rejects.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,9 @@ def _first_pass(
         records, columns=["id", "source", "label", "source_split", "pixel_hash", "area", "score"]
     )
     if progress:
-        print(
-            f"dedup: hashing {len(faces)} frames and faces ({params.hash}, {params.hash_size**2} bits)"
+        tqdm.write(
+            f"dedup: hashing {len(faces)} frames and faces ({params.hash}, {params.hash_size**2} bits)",
+            file=sys.stderr,
         )
     method, size, workers = params.hash, params.hash_size, params.workers
     frame_words = hash_image_bytes(frames, [1.0] * len(frames), method, size, workers)
