@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,31 +106,31 @@ def test_second_repro_does_nothing(project):
     assert "up to date" in status.stdout
 
 
-def test_editing_one_source_reruns_only_its_ingest(project):
+@contextmanager
+def _repro_with_params_edit(project: Path, old: str, new: str) -> Iterator[str]:
+    """`dvc repro` with one edit to params.yaml; yields its output, then restores and re-runs."""
     params = project / "params.yaml"
     original = params.read_text()
-    params.write_text(
-        original.replace(
-            "path: data/raw/affectnet\n", "path: data/raw/affectnet\n    split_folders: [train]\n"
-        )
-    )
+    assert old in original
+    params.write_text(original.replace(old, new))
     try:
-        result = _run(["dvc", "repro"], project)
-        assert "Running stage 'ingest@affectnet'" in result.stdout
-        assert "Running stage 'ingest@fer2013'" not in result.stdout
-        assert "Running stage 'crop@fer2013'" not in result.stdout
+        yield _run(["dvc", "repro"], project).stdout
     finally:
         params.write_text(original)
         _run(["dvc", "repro"], project)
 
 
+def test_editing_one_source_reruns_only_its_ingest(project):
+    edit = ("path: data/raw/affectnet\n", "path: data/raw/affectnet\n    split_folders: [train]\n")
+    with _repro_with_params_edit(project, *edit) as output:
+        assert "Running stage 'ingest@affectnet'" in output
+        assert "Running stage 'ingest@fer2013'" not in output
+        assert "Running stage 'crop@fer2013'" not in output
+
+
 def test_editing_a_balance_param_reruns_only_balance_and_split(project):
-    params = project / "params.yaml"
-    original = params.read_text()
-    params.write_text(original.replace("  per_class: 6000 ", "  per_class: 10 "))
-    try:
-        result = _run(["dvc", "repro"], project)
-        ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    with _repro_with_params_edit(project, "  per_class: 6000 ", "  per_class: 10 ") as output:
+        ran = [line for line in output.splitlines() if line.startswith("Running stage")]
         assert ran == [
             "Running stage 'balance':",
             "Running stage 'split':",
@@ -137,9 +139,6 @@ def test_editing_a_balance_param_reruns_only_balance_and_split(project):
         ]
         summary = read_summary(project / "data" / "processed")
         assert max(summary["kept_by_label"].values()) <= 10
-    finally:
-        params.write_text(original)
-        _run(["dvc", "repro"], project)
 
 
 def test_two_clean_runs_give_identical_bytes(project, tmp_path_factory):
@@ -160,17 +159,10 @@ def test_two_clean_runs_give_identical_bytes(project, tmp_path_factory):
 
 
 def test_editing_a_crop_param_reruns_only_that_crop(project):
-    params = project / "params.yaml"
-    original = params.read_text()
-    params.write_text(original.replace("      margin: 0.1\n", "      margin: 0.15\n"))
-    try:
-        result = _run(["dvc", "repro"], project)
-        assert "Running stage 'crop@fer2013'" in result.stdout
-        assert "Running stage 'crop@affectnet'" not in result.stdout
-        assert "Running stage 'ingest@" not in result.stdout
-    finally:
-        params.write_text(original)
-        _run(["dvc", "repro"], project)
+    with _repro_with_params_edit(project, "      margin: 0.1\n", "      margin: 0.15\n") as output:
+        assert "Running stage 'crop@fer2013'" in output
+        assert "Running stage 'crop@affectnet'" not in output
+        assert "Running stage 'ingest@" not in output
 
 
 def test_train_and_evaluate_write_metrics(project):
