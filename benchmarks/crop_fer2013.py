@@ -31,9 +31,10 @@ def main() -> None:
 
     import torch
 
-    from fer.config import Fer2013CsvSource, IngestParams, load_params
+    from fer.config import IngestParams, load_params
     from fer.crop import crop_source
     from fer.device import resolve_device
+    from fer.formats.fer2013_csv import Fer2013CsvSource
     from fer.ingest import ingest_source
 
     params = load_params(REPO / "params.yaml")

@@ -127,11 +127,12 @@ def million_hashes(n: int = 1_000_000, planted: int = 20_000, radius: int = 8) -
 def pipeline(shared: Path, tmp: Path, gallery: Path) -> None:
     import torch
 
-    from fer.config import Fer2013CsvSource, IngestParams, load_params
+    from fer.config import IngestParams, load_params
     from fer.crop import crop_source
     from fer.dataset import read_table
     from fer.dedup import GALLERY, dedup_sources
-    from fer.dedup.hashing import hash_image_bytes
+    from fer.formats.fer2013_csv import Fer2013CsvSource
+    from fer.hashing import hash_image_bytes
 
     params = load_params(REPO / "params.yaml")
     subprocess.run(
@@ -169,7 +170,6 @@ def pipeline(shared: Path, tmp: Path, gallery: Path) -> None:
         {"fer2013": ingest_dir},
         dedup_params,
         dedup_dir,
-        fer2013_sources=("fer2013",),
         progress=False,
     )
     print(

@@ -21,7 +21,9 @@ from pathlib import Path
 CHILD = """
 import resource, sys, time, json
 from pathlib import Path
-from fer.config import Fer2013CsvSource, ImageFolderSource, IngestParams
+from fer.config import IngestParams
+from fer.formats.fer2013_csv import Fer2013CsvSource
+from fer.formats.image_folder import ImageFolderSource
 from fer.ingest import ingest_source
 kind, path, out = sys.argv[1:]
 source = Fer2013CsvSource("fer2013", Path(path)) if kind == "csv" else ImageFolderSource("fer_img", Path(path))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,16 +27,16 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true")
     args = parser.parse_args()
 
-    from fer.balance import id_rank
     from fer.config import load_params
     from fer.dataset import SPLIT_SCHEMA, DatasetWriter, iter_rows, read_table
     from fer.evaluate import evaluate_model
+    from fer.ranking import id_rank
     from fer.train import train_model
 
     limits = dict(
         zip(("train", "val", "test"), (int(n) for n in args.per_split.split(",")), strict=True)
     )
-    params = replace(load_params(REPO / "params.yaml").train, epochs=1)
+    params = load_params(REPO / "params.yaml").train.model_copy(update={"epochs": 1})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         meta = read_table(args.processed, columns=["id", "split"]).to_pandas()

@@ -7,32 +7,19 @@ outranks a selected one (bottom-k sampling).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from fer.config import BalanceParams
-from fer.dataset import DEDUP_SCHEMA, DatasetWriter, iter_rows, read_table
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, read_table
 from fer.labels import CLASSES
+from fer.ranking import id_rank
+from fer.stage import rewrite_rows
 
-__all__ = ["balance_dataset", "id_rank", "select_balanced"]
-
-
-def id_rank(ids: Iterable[str], seed: int) -> np.ndarray:
-    """A uint64 rank per id: uniform, deterministic, independent of the other ids."""
-    key = seed.to_bytes(8, "little", signed=False)
-    return np.array(
-        [
-            int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, key=key).digest(), "little")
-            for i in ids
-        ],
-        dtype=np.uint64,
-    )
+__all__ = ["balance_dataset", "select_balanced"]
 
 
 def select_balanced(
@@ -110,8 +97,7 @@ def balance_dataset(
             for c, n in below.items()
         ],
     }
-    keep = dict(zip(meta["id"], chosen, strict=True))
-    why = dict(zip(meta["id"], reason, strict=True))
+    decisions = pd.DataFrame({"id": meta["id"], "keep": chosen, "reason": reason})
     with DatasetWriter(
         out_dir,
         DEDUP_SCHEMA,
@@ -119,19 +105,7 @@ def balance_dataset(
         summary_fields={"stage": "balance", "seed": params.seed},
         count_columns=("label", "source"),
     ) as writer:
-        for row in tqdm(
-            iter_rows(in_dir),
-            total=len(meta),
-            desc="balance",
-            unit="row",
-            disable=not progress,
-            mininterval=1.0,
-        ):
-            if keep[row["id"]]:
-                writer.add(row, row["id"])
-            else:
-                reason = why[row["id"]]
-                writer.reject(row["source"], row["id"], row["id"], reason, _detail(reason))
+        rewrite_rows(in_dir, writer, decisions, _Details(), description="balance", progress=progress)
         return writer.close(extra)
 
 
@@ -142,7 +116,8 @@ _DETAILS = {
 }
 
 
-def _detail(reason: str) -> str:
-    if reason.startswith("crop_"):
-        return f"crop_status {reason[5:]} is in balance.exclude_crop_status"
-    return _DETAILS[reason]
+class _Details(dict):
+    def __missing__(self, reason: str) -> str:
+        if reason.startswith("crop_"):
+            return f"crop_status {reason[5:]} is in balance.exclude_crop_status"
+        return _DETAILS[reason]

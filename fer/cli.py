@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from fer.errors import FerDataError
+from fer.errors import FerDataError, exit_with
 
-__all__ = ["app", "main", "run_stage"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     add_completion=False,
@@ -71,25 +69,12 @@ def export(
     typer.echo(f"wrote {out_dir} ({fmt}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def _fail(exc: FerDataError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise SystemExit(1)
-
-
-def run_stage(stage: Callable[..., Any], *args: str) -> None:
-    """Run a pipeline stage function; a FerDataError becomes one line and exit code 1."""
-    try:
-        stage(*args)
-    except FerDataError as exc:
-        _fail(exc)
-
-
 def main() -> None:
     """Console entry point."""
     try:
         app(standalone_mode=False)
     except FerDataError as exc:
-        _fail(exc)
+        exit_with(exc)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from exc
     except typer.Abort:

@@ -31,11 +31,15 @@ __all__ = [
     "SPLIT_SCHEMA",
     "SUMMARY_FILE",
     "DatasetWriter",
+    "count_rows",
     "dataset_shards",
+    "iter_batches",
     "iter_rows",
     "read_rejects",
     "read_summary",
     "read_table",
+    "staging_dir",
+    "storable_text",
 ]
 
 SUMMARY_FILE = "summary.json"
@@ -55,6 +59,7 @@ INGEST_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("source_label", pa.string(), nullable=False),
         pa.field("source_split", pa.string()),
+        pa.field("subject", pa.string()),
         pa.field("image", IMAGE_TYPE, nullable=False),
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
@@ -110,12 +115,28 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
+def storable_text(text: str) -> str:
+    """`text` as valid UTF-8: undecodable file-name bytes (surrogates) become `\\xNN`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """Where a stage output is built before it replaces `out_dir`: a hidden sibling that
+    `.dvcignore` excludes (`.*.partial`), so a killed run never leaks into a DVC hash."""
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
 class DatasetWriter:
     """Streams rows into size-bounded Parquet shards and counts every refusal.
 
     Rows must arrive sorted by `id`; a repeated `id` becomes a `duplicate_id` reject.
-    Output goes to a temporary sibling folder that replaces `out_dir` only on `close`,
-    so a failed run never leaves a half-written dataset behind.
+    Output goes to a hidden staging sibling (`staging_dir`) that replaces `out_dir` only on
+    `close`, so a failed run never leaves a half-written dataset behind; a stale staging
+    folder from a killed run is removed first.
     """
 
     def __init__(
@@ -129,7 +150,7 @@ class DatasetWriter:
     ) -> None:
         self.out_dir = Path(out_dir)
         _check_replaceable(self.out_dir)
-        self._tmp = self.out_dir.with_name(self.out_dir.name + ".partial")
+        self._tmp = staging_dir(self.out_dir)
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True)
         self._schema = schema
@@ -181,7 +202,13 @@ class DatasetWriter:
     ) -> None:
         """Count one refused input with its reason."""
         self._rejects.append(
-            {"source": source, "id": row_id, "locator": locator, "reason": reason, "detail": detail}
+            {
+                "source": source,
+                "id": None if row_id is None else storable_text(row_id),
+                "locator": storable_text(locator),
+                "reason": reason,
+                "detail": storable_text(detail),
+            }
         )
 
     def reject_with(self, source: str, row_id: str | None, locator: str, why: Rejection) -> None:
@@ -288,13 +315,26 @@ def read_table(path: str | Path, columns: Iterable[str] | None = None) -> pa.Tab
     return pa.concat_tables(tables)
 
 
+def count_rows(path: str | Path) -> int:
+    """Kept rows of a dataset, from the shard footers (no data read)."""
+    return sum(pq.ParquetFile(shard).metadata.num_rows for shard in dataset_shards(path))
+
+
+def iter_batches(
+    path: str | Path, columns: Sequence[str] | None = None, batch_size: int = 1024
+) -> Iterator[pa.RecordBatch]:
+    """Stream a dataset as Arrow record batches, in order; memory is one batch."""
+    for shard in dataset_shards(path):
+        names = None if columns is None else list(columns)
+        yield from pq.ParquetFile(shard).iter_batches(columns=names, batch_size=batch_size)
+
+
 def iter_rows(
-    path: str | Path, columns: list[str] | None = None, batch_size: int = 1024
+    path: str | Path, columns: Sequence[str] | None = None, batch_size: int = 1024
 ) -> Iterator[dict[str, Any]]:
     """Stream the rows of a dataset as dicts, in order, one record batch at a time."""
-    for shard in dataset_shards(path):
-        for batch in pq.ParquetFile(shard).iter_batches(columns=columns, batch_size=batch_size):
-            yield from batch.to_pylist()
+    for batch in iter_batches(path, columns, batch_size):
+        yield from batch.to_pylist()
 
 
 def read_rejects(path: str | Path) -> pa.Table:

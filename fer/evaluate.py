@@ -15,7 +15,7 @@ from fer.device import resolve_device
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
-from fer.train import FaceDataset, load_checkpoint, load_split, transforms_for
+from fer.train import FaceDataset, load_checkpoint, load_split, read_checkpoint, transforms_for
 
 __all__ = ["CONFUSION_JSON", "CONFUSION_PNG", "METRICS_JSON", "PER_CLASS_JSON", "evaluate_model"]
 
@@ -38,9 +38,13 @@ def evaluate_model(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FerDataError(f"{checkpoint}: no checkpoint; run the train stage first")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise FerDataError(f"{checkpoint}: not a fer-data checkpoint (no 'model' entry)")
+    saved = read_checkpoint(checkpoint)
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("model"), str)
+        or not isinstance(saved.get("image_size"), int)
+    ):
+        raise FerDataError(f"{checkpoint}: not a fer-data checkpoint (no 'model' name and 'image_size')")
     images, labels = load_split(processed, "test")
     if not images:
         raise FerDataError(f"{processed}: the test split is empty; check the split stage's ratios")

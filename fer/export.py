@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fer.dataset import iter_rows, read_summary
+from fer.dataset import iter_rows, read_summary, staging_dir
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.split import SPLITS
 
-__all__ = ["EXPORT_FORMATS", "export_dataset"]
+__all__ = ["EXPORT_FORMATS", "export_dataset", "export_file_name"]
+
+_MAX_NAME_BYTES = 200
 
 EXPORT_FORMATS = ("imagefolder", "parquet")
 _HF_FEATURES = {
@@ -44,23 +47,52 @@ def export_dataset(processed: str | Path, out: str | Path, fmt: str) -> dict[str
         raise FerDataError(
             f"{processed}: not a split stage output; export data/processed after `dvc repro`"
         )
+    if out.exists() and not out.is_dir():
+        raise FerDataError(f"{out}: exists and is a file; choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise FerDataError(f"{out}: exists and is not empty; choose a new folder")
-    staging = out.with_name(out.name + ".partial")
+    staging = staging_dir(out)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    counts = (
-        _imagefolder(processed, staging) if fmt == "imagefolder" else _parquet(processed, staging)
-    )
-    if out.exists():
-        out.rmdir()
-    staging.rename(out)
+    try:
+        staging.mkdir(parents=True)
+        counts = (
+            _imagefolder(processed, staging)
+            if fmt == "imagefolder"
+            else _parquet(processed, staging)
+        )
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FerDataError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return counts
 
 
-def _file_name(row: dict[str, Any]) -> str:
-    extension = ".png" if row["image"]["bytes"][:4] == b"\x89PNG" else ".jpg"
-    return row["id"].replace("/", "__").rsplit(".", 1)[0] + extension
+def export_file_name(row_id: str, data: bytes) -> str:
+    """The file name of a row in an ImageFolder export.
+
+    Rule: the id with `/` written as `__`, every other character kept (dots and case too),
+    plus `.png` or `.jpg` when the name does not already end in the stored format's
+    extension. Names longer than 200 bytes keep their first 180 bytes plus `~` and 16 hex
+    digits of the id's BLAKE2b digest, so that every id gets its own name.
+    """
+    extension = ".png" if data[:4] == b"\x89PNG" else ".jpg"
+    name = row_id.replace("/", "__")
+    allowed = (".png",) if extension == ".png" else (".jpg", ".jpeg")
+    if not name.lower().endswith(allowed):
+        name += extension
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        stem = name.encode()[:180].decode("utf-8", "ignore")
+        name = f"{stem}~{_digest(row_id)}{extension}"
+    return name
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _imagefolder(processed: Path, out: Path) -> dict[str, int]:
@@ -68,8 +100,19 @@ def _imagefolder(processed: Path, out: Path) -> dict[str, int]:
     for split in SPLITS:
         for label in CLASSES:
             (out / split / label).mkdir(parents=True)
+    # Case-insensitive file systems (macOS, Windows) would merge a.JPG and a.jpg: names that
+    # differ only by case get the id digest too.
+    used: set[tuple[str, str, str]] = set()
     for row in iter_rows(processed, columns=["id", "label", "split", "image"]):
-        (out / row["split"] / row["label"] / _file_name(row)).write_bytes(row["image"]["bytes"])
+        data = row["image"]["bytes"]
+        name = export_file_name(row["id"], data)
+        key = (row["split"], row["label"], name.lower())
+        if key in used:
+            stem, extension = name.rsplit(".", 1)
+            name = f"{stem}~{_digest(row['id'])}.{extension}"
+            key = (row["split"], row["label"], name.lower())
+        used.add(key)
+        (out / row["split"] / row["label"] / name).write_bytes(data)
         counts[row["split"]] += 1
     return counts
 

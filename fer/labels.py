@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["CLASSES", "DEFAULT_PRESET", "PRESETS", "LabelMap", "resolve_label_map"]
+__all__ = ["CLASSES", "PRESETS", "LabelMap", "resolve_label_map"]
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013 index order: the canonical label of class i is CLASSES[i]."""
@@ -47,20 +47,15 @@ PRESETS: Mapping[str, LabelMap] = MappingProxyType(
         "names": MappingProxyType(_NAMES),
     }
 )
-DEFAULT_PRESET = MappingProxyType(
-    {"fer2013_csv": "fer2013", "image_folder": "names", "affectnet_csv": "affectnet"}
-)
-
-
 def resolve_label_map(
-    spec: str | Mapping[str, str | None] | None, source_format: str, ferplus: bool = False
+    spec: str | Mapping[str, str | None] | None, default_preset: str
 ) -> dict[str, str | None]:
-    """A preset name, an explicit map, or None (the format's default) as a plain dict.
+    """A preset name, an explicit map, or None (the source's default preset) as a plain dict.
 
     An explicit map may start from a preset with the key `preset:` and override entries.
     """
     if spec is None:
-        spec = "names" if ferplus else DEFAULT_PRESET[source_format]
+        spec = default_preset
     if isinstance(spec, str):
         return dict(PRESETS[spec])
     base = dict(PRESETS[spec["preset"]]) if "preset" in spec else {}

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from fer.balance import id_rank
 from fer.config import SplitParams
-from fer.dataset import SPLIT_SCHEMA, DatasetWriter, iter_rows, read_table
+from fer.dataset import SPLIT_SCHEMA, DatasetWriter, read_rejects, read_table
+from fer.errors import FerDataError
 from fer.labels import CLASSES
+from fer.ranking import id_rank
+from fer.stage import rewrite_rows
 
 __all__ = ["COUNTS_FILE", "SPLITS", "assign_splits", "split_dataset"]
 
@@ -77,6 +78,8 @@ def split_dataset(
 ) -> dict[str, Any]:
     """Write the balanced rows with their `split`, plus `counts.csv` (label x split x source)."""
     meta = read_table(in_dir, columns=["id", "label", "source", "dup_group"]).to_pandas()
+    if meta.empty:
+        raise FerDataError(_nothing_left(in_dir))
     meta["split"] = assign_splits(meta, params.ratios, params.seed, params.eval_per_class)
     counts = (
         meta.groupby(["label", "split", "source"])
@@ -100,7 +103,7 @@ def split_dataset(
         "groups_in_two_splits": groups_in_two,
         "multi_image_groups": int((meta.groupby("dup_group").size() > 1).sum()),
     }
-    split_of = dict(zip(meta["id"], meta["split"], strict=True))
+    decisions = pd.DataFrame({"id": meta["id"], "keep": True, "split": meta["split"]})
     with DatasetWriter(
         out_dir,
         SPLIT_SCHEMA,
@@ -108,14 +111,23 @@ def split_dataset(
         summary_fields={"stage": "split", "seed": params.seed},
         count_columns=("label", "split", "source"),
     ) as writer:
-        for row in tqdm(
-            iter_rows(in_dir),
-            total=len(meta),
-            desc="split",
-            unit="row",
-            disable=not progress,
-            mininterval=1.0,
-        ):
-            writer.add({**row, "split": split_of[row["id"]]}, row["id"])
+        rewrite_rows(
+            in_dir, writer, decisions, {}, ("split",), description="split", progress=progress
+        )
         counts.to_csv(writer.staging_dir / COUNTS_FILE, index=False)
         return writer.close(extra)
+
+
+def _nothing_left(in_dir: str | Path) -> str:
+    rejects = read_rejects(in_dir).to_pandas()
+    if rejects.empty:
+        return f"{in_dir}: holds no rows to split; check the sources and the stages before it"
+    lost = []
+    for source, rows in rejects.groupby("source", sort=True):
+        reasons = rows["reason"].value_counts()
+        shown = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0])))
+        lost.append(f"{source} lost all {len(rows)} rows ({shown})")
+    return (
+        f"{in_dir}: no rows left to split: {'; '.join(lost)}; see `fer-data stats {in_dir}` and "
+        "loosen balance.exclude_crop_status, dedup or crop settings"
+    )

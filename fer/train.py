@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+import pickle
 import random
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
 
-__all__ = ["FaceDataset", "load_split", "train_model", "transforms_for"]
+__all__ = [
+    "FaceDataset",
+    "load_checkpoint",
+    "load_split",
+    "read_checkpoint",
+    "train_model",
+    "transforms_for",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -78,12 +85,25 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, name: str) -> None:
-    """Load weights into `model`, turning an architecture mismatch into a clear error."""
+def read_checkpoint(path: str | Path) -> Any:
+    """A checkpoint's contents, loaded without running code: tensors, numbers, strings,
+    lists and dicts only (`weights_only=True`). Anything else is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise FerDataError(f"{path}: checkpoint not found")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FerDataError(
+            f"{path}: not a plain weights file, refused without running it ({first[:160]}); "
+            "use a checkpoint that holds only tensors, numbers and strings"
+        ) from None
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, name: str) -> None:
+    """Load weights into `model`, turning an architecture mismatch into a clear error."""
+    state = read_checkpoint(path)
     if isinstance(state, dict) and "state_dict" in state:
         if state.get("model") not in (None, name):
             raise FerDataError(
@@ -227,7 +247,7 @@ def train_model(
                         "classes": list(CLASSES),
                         "epoch": epoch,
                         "val_acc": best,
-                        "params": asdict(params),
+                        "params": params.model_dump(),
                         "state_dict": model.state_dict(),
                     },
                     checkpoint_out,

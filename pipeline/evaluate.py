@@ -1,14 +1,11 @@
 """DVC stage `evaluate`: test-split metrics and confusion matrix of the trained checkpoint."""
 
-import argparse
-
-from fer.cli import run_stage
-from fer.config import load_params
+from fer.config import Params
 from fer.evaluate import evaluate_model
+from fer.stage import run_stage
 
 
-def main(processed: str, checkpoint: str, out_dir: str, params_file: str) -> None:
-    params = load_params(params_file)
+def main(params: Params, processed: str, checkpoint: str, out_dir: str) -> None:
     metrics = evaluate_model(
         processed, checkpoint, out_dir, params.train.batch_size, params.train.device
     )
@@ -16,10 +13,10 @@ def main(processed: str, checkpoint: str, out_dir: str, params_file: str) -> Non
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("processed", help="the split stage output")
-    parser.add_argument("checkpoint", help="the trained checkpoint")
-    parser.add_argument("out_dir", help="metrics folder")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    run_stage(main, args.processed, args.checkpoint, args.out_dir, args.params)
+    run_stage(
+        main,
+        __doc__,
+        ("processed", "the split stage output"),
+        ("checkpoint", "the trained checkpoint"),
+        ("out_dir", "metrics folder"),
+    )

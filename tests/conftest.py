@@ -42,7 +42,7 @@ def pixels_text(pixels: np.ndarray) -> str:
 
 @pytest.fixture
 def ingest_params() -> IngestParams:
-    return IngestParams(workers=1, shard_megabytes=1, max_image_pixels=4_000_000)
+    return IngestParams(workers=1, max_image_pixels=4_000_000)
 
 
 @pytest.fixture
@@ -118,7 +118,6 @@ def sample_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {n: root / "ingest" / n for n in names},
         params.dedup,
         root / "dedup",
-        fer2013_sources=("fer2013",),
         progress=False,
     )
     balance_dataset(root / "dedup", params.balance, root / "balance", progress=False)

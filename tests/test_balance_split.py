@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fer.balance import id_rank, select_balanced
+from fer.balance import select_balanced
 from fer.config import parse_params
 from fer.errors import FerDataError
 from fer.labels import CLASSES
+from fer.ranking import id_rank
 from fer.split import SPLITS, assign_splits
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}

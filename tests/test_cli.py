@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fer.config import Fer2013CsvSource, ImageFolderSource, IngestParams
+from fer.config import IngestParams
+from fer.formats.fer2013_csv import Fer2013CsvSource
+from fer.formats.image_folder import ImageFolderSource
 from fer.ingest import ingest_source
 from fer.sample import write_sample
 

@@ -14,8 +14,8 @@ from fer.crop import CONTACT_SHEET, crop_source
 from fer.crop.detector import FaceDetector, nms_min
 from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
 from fer.dataset import INGEST_SCHEMA, DatasetWriter, read_rejects, read_table
+from fer.formats.common import image_row
 from fer.images import StoredImage, encode_png, pixel_hash
-from fer.ingest.common import image_row
 
 RUNTIME = CropRuntime(device="cpu", batch_size=64)
 ASTRONAUT_FACE = (180, 60, 270, 175)  # x1, y1, x2, y2 of the face in skimage's astronaut()

@@ -18,9 +18,9 @@ from fer.config import (
 from fer.dataset import read_rejects, read_summary, read_table
 from fer.dedup import GALLERY, map_label
 from fer.dedup.groups import find_groups
-from fer.dedup.hashing import hash_arrays, hash_hex, hash_image_bytes, hashing_input
 from fer.dedup.search import brute_force_pairs, hamming, radius_pairs
 from fer.errors import FerDataError
+from fer.hashing import hash_arrays, hash_hex, hash_image_bytes, hashing_input
 from fer.labels import CLASSES, PRESETS, resolve_label_map
 from tests.conftest import encode
 
@@ -200,7 +200,7 @@ def test_label_presets():
         None,
         None,
     )
-    names = resolve_label_map(None, "image_folder")
+    names = resolve_label_map(None, "names")
     for folder, expected in [
         ("anger", "angry"),
         ("Happiness", "happy"),
@@ -209,8 +209,8 @@ def test_label_presets():
         ("contempt", None),
     ]:
         assert map_label(folder, names) == expected
-    assert resolve_label_map(None, "fer2013_csv", ferplus=True)["happiness"] == "happy"
-    custom = resolve_label_map({"preset": "names", "joyful": "happy", "sad": None}, "image_folder")
+    assert resolve_label_map(None, "names")["happiness"] == "happy"
+    custom = resolve_label_map({"preset": "names", "joyful": "happy", "sad": None}, "names")
     assert custom["joyful"] == "happy" and custom["sad"] is None and custom["fear"] == "fear"
 
 

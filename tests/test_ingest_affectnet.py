@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer.config import AffectNetCsvSource
 from fer.dataset import read_rejects, read_table
 from fer.errors import FerDataError
+from fer.formats.affectnet_csv import AFFECTNET_COLUMNS, AffectNetCsvSource
 from fer.ingest import ingest_source
-from fer.ingest.affectnet import AFFECTNET_COLUMNS
 from tests.conftest import encode, face_like
 
 HEADER = [*AFFECTNET_COLUMNS, "expression", "valence", "arousal"]
@@ -144,7 +143,14 @@ def test_real_annotation_sample_header(shared_data, tmp_path, ingest_params):
     )
     summary, rows, _ = _ingest(source, ingest_params, tmp_path)
     assert summary["total"] == len(records) == 800
-    assert summary["kept"] == 40 and summary["rejected_by_reason"] == {"missing_file": 760}
+    # The real boxes point into the real (larger) photos: those wholly outside our 96 px
+    # stand-ins are bad_face_box, the rest are clipped with a note.
+    by_reason = summary["rejected_by_reason"]
+    assert by_reason["missing_file"] == 760
+    assert summary["kept"] + by_reason.get("bad_face_box", 0) == 40 and summary["kept"] >= 30
+    for row in rows:
+        box = row["source_box"]
+        assert box["x"] >= 0 and box["x"] + box["w"] <= 96 and box["y"] + box["h"] <= 96
     assert all(len(r["source_landmarks"]) == 136 for r in rows)
     assert {r["source_label"] for r in rows} <= {str(i) for i in range(8)}
     image = Image.open(io.BytesIO(rows[0]["image"]["bytes"]))

@@ -9,11 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from fer.config import Fer2013CsvSource
 from fer.dataset import read_rejects, read_summary, read_table
 from fer.errors import FerDataError
+from fer.formats.fer2013_csv import FERPLUS_CLASSES, Fer2013CsvSource, ferplus_majority
 from fer.ingest import ingest_source
-from fer.ingest.fer2013 import FERPLUS_CLASSES, ferplus_majority
 from tests.conftest import face_like, pixels_text
 
 GOOD = [(0, "Training"), (3, "PublicTest"), (6, "PrivateTest"), (1, "Training")]
@@ -124,8 +123,10 @@ def test_small_shards_split_the_rows_and_keep_order(tmp_path):
 
     lines = [_good_line(i % 4) for i in range(3000)]
     csv = _write_csv(tmp_path / "fer.csv", lines)
-    params = IngestParams(workers=1, shard_megabytes=1)
-    summary = ingest_source(Fer2013CsvSource("fer", csv), params, tmp_path / "o", progress=False)
+    params = IngestParams(workers=1)
+    summary = ingest_source(
+        Fer2013CsvSource("fer", csv), params, tmp_path / "o", shard_bytes=2**20, progress=False
+    )
     assert len(summary["shards"]) >= 2
     ids = read_table(tmp_path / "o", columns=["id"]).column("id").to_pylist()
     assert ids == sorted(ids) and len(ids) == 3000

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer.config import ImageFolderSource, IngestParams
+from fer.config import IngestParams
 from fer.dataset import read_rejects, read_table
 from fer.errors import FerDataError
+from fer.formats.image_folder import ImageFolderSource
 from fer.ingest import ingest_source
 from fer.sample import _bomb_png
 from tests.conftest import encode, face_like

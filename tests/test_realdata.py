@@ -7,10 +7,11 @@ import tarfile
 
 import pytest
 
-from fer.config import Fer2013CsvSource, ImageFolderSource, IngestParams
+from fer.config import IngestParams
 from fer.dataset import read_rejects, read_table
+from fer.formats.fer2013_csv import FERPLUS_CLASSES, Fer2013CsvSource
+from fer.formats.image_folder import ImageFolderSource
 from fer.ingest import ingest_source
-from fer.ingest.fer2013 import FERPLUS_CLASSES
 from fer.sample import FER2013_NAMES
 
 pytestmark = pytest.mark.realdata

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from fer.config import Fer2013CsvSource, ImageFolderSource, IngestParams
+from fer.config import IngestParams
 from fer.dataset import read_rejects, read_table
+from fer.formats.fer2013_csv import Fer2013CsvSource
+from fer.formats.image_folder import ImageFolderSource
 from fer.ingest import ingest_source
 from fer.sample import AFFECTNET_FOLDERS, GROUND_TRUTH_FILE, write_sample
 

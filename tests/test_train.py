@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +176,7 @@ def test_checkpoint_of_the_wrong_architecture_is_a_clear_error(tmp_path):
     with pytest.raises(FerDataError, match="checkpoint not found"):
         train_model(
             tmp_path,
-            replace(TINY, checkpoint=str(tmp_path / "none.pt")),
+            TINY.model_copy(update={"checkpoint": str(tmp_path / "none.pt")}),
             tmp_path / "m",
             tmp_path / "l",
         )

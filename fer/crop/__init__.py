@@ -7,21 +7,20 @@ import heapq
 import io
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 from tqdm import tqdm
 
 from fer.config import CropRuntime, CropSettings
 from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
-from fer.dataset import CROP_SCHEMA, DatasetWriter, dataset_shards, read_summary
+from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, iter_batches, read_summary
 from fer.device import resolve_device
 from fer.images import encode_png
+from fer.sheet import contact_sheet, thumbnail
 
 __all__ = ["CONTACT_SHEET", "crop_source"]
 
@@ -54,7 +53,6 @@ def crop_source(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Crop every image of an ingest output into `out_dir`; returns the summary."""
-    shards = dataset_shards(in_dir)
     upstream = read_summary(in_dir)
     source = upstream.get("source", Path(in_dir).name)
     detector = None
@@ -68,7 +66,7 @@ def crop_source(
         )
     by_label: dict[str, Counter[str]] = defaultdict(Counter)
     sheet = _SheetCollector()
-    total = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    total = count_rows(in_dir)
     with (
         DatasetWriter(
             out_dir,
@@ -81,7 +79,8 @@ def crop_source(
             total=total, desc=f"crop {source}", unit="img", disable=not progress, mininterval=1.0
         ) as bar,
     ):
-        for rows in _row_chunks(shards, runtime.batch_size * 4):
+        for batch in iter_batches(in_dir, batch_size=runtime.batch_size * 4):
+            rows = batch.to_pylist()
             for item in _process(rows, settings, runtime, detector):
                 by_label[item.row["source_label"]][item.status] += 1
                 sheet.offer(item)
@@ -105,12 +104,6 @@ def crop_source(
                 },
             }
         )
-
-
-def _row_chunks(shards: list[Path], size: int) -> Iterator[list[dict[str, Any]]]:
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=size):
-            yield batch.to_pylist()
 
 
 def _process(
@@ -238,19 +231,17 @@ class _SheetCollector:
             return
         if item.status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
             caption = f"{item.status} {item.row['source_label']}"
-            self.rejected.append((item.row["id"], caption, _thumbnail(item.pixels)))
+            self.rejected.append((item.row["id"], caption, thumbnail(item.pixels, _TILE)))
         elif item.status in ("ok", "source_box"):
             # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
             key = -int(hashlib.md5(item.row["id"].encode()).hexdigest()[:16], 16)
             entry = (key, item.row["id"], str(item.row["source_label"]), item.pixels)
             if len(self.sample) < _SHEET_TILES:
-                heapq.heappush(self.sample, (entry[0], entry[1], entry[2], _thumbnail(entry[3])))
+                heapq.heappush(self.sample, (*entry[:3], thumbnail(entry[3], _TILE)))
             elif entry[0] > self.sample[0][0]:
-                heapq.heapreplace(self.sample, (entry[0], entry[1], entry[2], _thumbnail(entry[3])))
+                heapq.heapreplace(self.sample, (*entry[:3], thumbnail(entry[3], _TILE)))
 
     def save(self, path: Path, source: str) -> None:
-        from fer.crop.sheet import contact_sheet
-
         sample = [(i, s, t) for _, i, s, t in sorted(self.sample, reverse=True)]
         contact_sheet(
             [
@@ -260,9 +251,3 @@ class _SheetCollector:
             path,
             _TILE,
         )
-
-
-def _thumbnail(pixels: np.ndarray) -> np.ndarray:
-    image = Image.fromarray(pixels).convert("RGB")
-    image.thumbnail((_TILE, _TILE), Image.Resampling.BILINEAR)
-    return np.asarray(image)

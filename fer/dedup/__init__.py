@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fer.config import DedupParams
-from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, iter_batches, iter_rows
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
-from fer.dedup.hashing import hash_hex, hash_image_bytes
 from fer.dedup.search import hamming, radius_pairs
 from fer.errors import FerDataError
+from fer.hashing import hash_hex, hash_image_bytes
 from fer.labels import CLASSES
 
 __all__ = ["GALLERY", "dedup_sources", "map_label", "near_pairs"]
@@ -62,7 +61,6 @@ def dedup_sources(
     params: DedupParams,
     out_dir: str | Path,
     shard_bytes: int = 128 * 2**20,
-    fer2013_sources: tuple[str, ...] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Merge the cropped sources into `out_dir` with labels and duplicate groups.
@@ -88,7 +86,7 @@ def dedup_sources(
     meta = pd.concat([meta, groups], axis=1)
     meta["frame_hash"] = hash_hex(frame_words, bits)
     meta["face_hash"] = hash_hex(face_words, bits)
-    stats = _group_stats(meta, pairs, fer2013_sources)
+    stats = _group_stats(meta, pairs)
     gallery_groups = _largest_groups(meta, params.gallery_groups)
     with DatasetWriter(
         out_dir,
@@ -137,14 +135,8 @@ def near_pairs(
     return candidates[close]
 
 
-def _rows(folder: str | Path, columns: list[str]) -> Iterator[dict[str, Any]]:
-    for shard in dataset_shards(folder):
-        for batch in pq.ParquetFile(shard).iter_batches(columns=columns, batch_size=2048):
-            yield from batch.to_pylist()
-
-
 def _frames(folder: str | Path) -> Iterator[tuple[str, bytes]]:
-    for row in _rows(folder, ["id", "image"]):
+    for row in iter_rows(folder, ["id", "image"]):
         yield row["id"], row["image"]["bytes"]
 
 
@@ -163,7 +155,7 @@ def _first_pass(
     for name in names:
         label_map = params.label_maps[name]
         originals = _frames(ingest_dirs[name])
-        for row in _rows(crop_dirs[name], list(_META_COLUMNS)):
+        for row in iter_rows(crop_dirs[name], _META_COLUMNS, batch_size=2048):
             label = map_label(row["source_label"], label_map)
             if label is None or label is _UNMAPPED:
                 reason = "dropped_label" if label is None else "unmapped_label"
@@ -217,9 +209,7 @@ def _hash_view(row: dict[str, Any], margin: float) -> float:
     return min(1.0, max(box["w"], box["h"]) / window["side"] * (1 + 2 * margin))
 
 
-def _group_stats(
-    meta: pd.DataFrame, pairs: np.ndarray, fer2013_sources: tuple[str, ...]
-) -> dict[str, Any]:
+def _group_stats(meta: pd.DataFrame, pairs: np.ndarray) -> dict[str, Any]:
     grouped = meta[meta["dup_group_size"] > 1]
     per_group = grouped.groupby("dup_group").agg(
         size=("id", "size"),
@@ -228,7 +218,7 @@ def _group_stats(
         conflict=("label_conflict", "any"),
     )
     spanning = {}
-    for source in fer2013_sources:
+    for source in sorted(grouped.loc[grouped["source_split"].notna(), "source"].unique()):
         rows = grouped[grouped["source"] == source]
         splits = rows.groupby("dup_group")["source_split"].nunique()
         spanning[source] = int((splits > 1).sum())
@@ -280,20 +270,19 @@ def _second_pass(
         total=total, desc="dedup write", unit="row", disable=not progress, mininterval=1.0
     ) as bar:
         for name in names:
-            for shard in dataset_shards(crop_dirs[name]):
-                for batch in pq.ParquetFile(shard).iter_batches(batch_size=1024):
-                    for row in batch.to_pylist():
-                        if row["id"] in rejects:
-                            reason, detail = rejects[row["id"]]
-                            writer.reject(row["source"], row["id"], row["id"], reason, detail)
-                            continue
-                        added = extra[position]
-                        position += 1
-                        added["label_index"] = CLASSES.index(added["label"])
-                        writer.add({**row, **added}, row["id"])
-                        if added["dup_group"] in wanted:
-                            gallery.setdefault(added["dup_group"], []).append(
-                                (f"{row['source']} {added['label']}", row["image"]["bytes"])
-                            )
-                    bar.update(batch.num_rows)
+            for batch in iter_batches(crop_dirs[name]):
+                for row in batch.to_pylist():
+                    if row["id"] in rejects:
+                        reason, detail = rejects[row["id"]]
+                        writer.reject(row["source"], row["id"], row["id"], reason, detail)
+                        continue
+                    added = extra[position]
+                    position += 1
+                    added["label_index"] = CLASSES.index(added["label"])
+                    writer.add({**row, **added}, row["id"])
+                    if added["dup_group"] in wanted:
+                        gallery.setdefault(added["dup_group"], []).append(
+                            (f"{row['source']} {added['label']}", row["image"]["bytes"])
+                        )
+                bar.update(batch.num_rows)
     return gallery

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
-from fer.crop.sheet import contact_sheet
+from fer.sheet import contact_sheet, thumbnail
 
 __all__ = ["duplicate_gallery"]
 
@@ -28,17 +25,10 @@ def duplicate_gallery(
         flags = ", labels disagree" if row["label_conflict"] else ""
         title = f"{group}: {row['dup_group_size']} images, {row['dup_kind']}{flags}"
         tiles = [
-            (group, caption, _thumbnail(data))
+            (group, caption, thumbnail(data, _TILE))
             for caption, data in images.get(group, [])[:_PER_GROUP]
         ]
         panels.append((title, tiles))
     if not panels:
         panels = [("no duplicate groups", [])]
     contact_sheet(panels, path, _TILE)
-
-
-def _thumbnail(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        rgb.thumbnail((_TILE, _TILE), Image.Resampling.BILINEAR)
-        return np.asarray(rgb)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fer.config import Fer2013CsvSource
 from fer.errors import FerDataError
+from fer.formats import RelativeInput, SourceParams, register_format
+from fer.formats.common import Kept, Refused, image_row, input_inside
 from fer.images import Rejection, StoredImage, encode_png, pixel_hash
-from fer.ingest.common import Kept, Refused, image_row
 
 __all__ = [
     "FER2013_USAGES",
     "FERPLUS_CLASSES",
+    "Fer2013CsvSource",
     "count_data_lines",
     "ferplus_majority",
     "read_fer2013_csv",
@@ -41,6 +43,29 @@ _FERPLUS_HEADER = ("Usage", "Image name", *FERPLUS_CLASSES)
 _REQUIRED = ("emotion", "pixels", "Usage")
 
 
+class Fer2013CsvSource(SourceParams):
+    """The FER2013 challenge CSV (`emotion,pixels,Usage`), optionally relabelled by FER+."""
+
+    format_name: ClassVar[str] = "fer2013_csv"
+    csv: RelativeInput | None = None
+    """CSV file name inside `path` when `path` is a folder."""
+    labels: RelativeInput | None = None
+    """FER+ `fer2013new.csv` inside `path` (a folder); its majority vote replaces the label."""
+
+    def label_preset(self) -> str:
+        return "names" if self.labels else "fer2013"
+
+    @property
+    def csv_path(self) -> Path:
+        return input_inside(self.path, self.csv, f"sources.{self.name}.csv")
+
+    @property
+    def labels_path(self) -> Path | None:
+        if not self.labels:
+            return None
+        return input_inside(self.path, self.labels, f"sources.{self.name}.labels")
+
+
 def count_data_lines(path: Path) -> int:
     """Non-blank lines after the header; equals the record count for FER2013-style CSVs."""
     count = 0
@@ -51,21 +76,41 @@ def count_data_lines(path: Path) -> int:
     return count
 
 
-def read_fer2013_csv(source: Fer2013CsvSource) -> Iterator[Kept | Refused]:
+def read_fer2013_csv(source: Fer2013CsvSource, **_: Any) -> Iterator[Kept | Refused]:
     """Validate each CSV row into a 48x48 grayscale PNG row; bad rows become rejects."""
     csv_path = source.csv_path
+    if csv_path.is_dir():
+        raise FerDataError(
+            f"{csv_path}: source '{source.name}' is a folder; set sources.{source.name}.csv "
+            "to the CSV file inside it"
+        )
     if not csv_path.is_file():
         raise FerDataError(f"{csv_path}: FER2013 CSV of source '{source.name}' not found")
     total = count_data_lines(csv_path)
     relabels = read_ferplus(source.labels_path, total, csv_path) if source.labels_path else None
     width = max(6, len(str(total)))
     name = csv_path.name
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as f:
+    # utf-8-sig: spreadsheet exports start with a byte-order mark.
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         columns = _header_columns(header, csv_path)
         index = 0
-        for fields in reader:
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # The reader resumes on the next line; a huge field is a pixels field gone wrong.
+                locator = f"{name}:{reader.line_num}"
+                yield Refused(
+                    f"{source.name}/{index:0{width}d}",
+                    locator,
+                    Rejection("wrong_pixel_count", f"unparseable row ({exc})"),
+                )
+                index += 1
+                continue
             locator = f"{name}:{reader.line_num}"
             if not fields or all(not x.strip() for x in fields):
                 yield Refused(None, locator, Rejection("blank_line", "empty line"))
@@ -109,7 +154,13 @@ def read_fer2013_csv(source: Fer2013CsvSource) -> Iterator[Kept | Refused]:
 def _header_columns(header: list[str] | None, path: Path) -> dict[str, int]:
     if not header:
         raise FerDataError(f"{path}: empty file; expected a header 'emotion,pixels,Usage'")
-    positions = {name.strip(): i for i, name in enumerate(header)}
+    names = [name.strip() for name in header]
+    repeated = sorted({n for n in names if n in _REQUIRED and names.count(n) > 1})
+    if repeated:
+        raise FerDataError(
+            f"{path}:1: header names {', '.join(repeated)} more than once; keep one column each"
+        )
+    positions = {name: i for i, name in enumerate(names)}
     missing = [c for c in _REQUIRED if c not in positions]
     if missing:
         raise FerDataError(
@@ -137,7 +188,8 @@ def _parse_row(
     if usage not in FER2013_USAGES:
         return Rejection("unknown_usage", f"Usage {usage[:20]!r} is not one of {FER2013_USAGES}")
     try:
-        pixels = np.fromstring(fields[columns["pixels"]], dtype=np.int32, sep=" ")
+        # int64 saturates instead of wrapping, so huge values stay out of range below.
+        pixels = np.fromstring(fields[columns["pixels"]], dtype=np.int64, sep=" ")
     except ValueError:
         return Rejection("bad_pixel_value", "pixels holds a token that is not an integer")
     if pixels.size != FER2013_SIDE * FER2013_SIDE:
@@ -173,7 +225,7 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
     """Parse `fer2013new.csv` into one relabel outcome per FER2013 row, by row order."""
     if not path.is_file():
         raise FerDataError(f"{path}: FER+ labels file not found; fix 'labels' or remove it")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     if not rows or tuple(c.strip() for c in rows[0]) != _FERPLUS_HEADER:
         raise FerDataError(f"{path}:1: header is not FER+'s '{','.join(_FERPLUS_HEADER)}'")
@@ -210,3 +262,6 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
             label = FERPLUS_CLASSES[winner]
         outcomes.append(_Relabel(usage, label, vote_row))
     return outcomes
+
+
+register_format(Fer2013CsvSource, read_fer2013_csv)

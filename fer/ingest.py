@@ -8,41 +8,34 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fer.config import (
-    AffectNetCsvSource,
-    Fer2013CsvSource,
-    ImageFolderSource,
-    IngestParams,
-    Source,
-)
+from fer.config import IngestParams
 from fer.dataset import INGEST_SCHEMA, DatasetWriter
 from fer.errors import FerDataError
-from fer.ingest.affectnet import read_affectnet_csv
-from fer.ingest.common import Kept, Refused
-from fer.ingest.fer2013 import read_fer2013_csv
-from fer.ingest.folder import read_image_folder
+from fer.formats import SourceParams, formats
+from fer.formats.common import Kept, Refused
 
 __all__ = ["ingest_source", "read_source"]
 
 
-def read_source(source: Source, params: IngestParams) -> Iterator[Kept | Refused]:
+def read_source(source: SourceParams, params: IngestParams) -> Iterator[Kept | Refused]:
     """Kept rows (sorted by id) and refusals of one source, as a stream."""
     if not source.path.exists():
         raise FerDataError(
             f"{source.path}: input of source '{source.name}' not found; fix sources.{source.name}.path "
             "in params.yaml or put the data there (`fer-data sample data/raw` writes a sample)"
         )
-    if isinstance(source, Fer2013CsvSource):
-        return read_fer2013_csv(source)
-    if isinstance(source, ImageFolderSource):
-        return read_image_folder(source, params)
-    if isinstance(source, AffectNetCsvSource):
-        return read_affectnet_csv(source, params)
-    raise FerDataError(f"source '{source.name}': unsupported format {source.format!r}")
+    entry = formats().lookup(source.format, f"sources.{source.name}.format")
+    return entry.read(
+        source, max_image_pixels=params.max_image_pixels, workers=params.workers
+    )
 
 
 def ingest_source(
-    source: Source, params: IngestParams, out_dir: str | Path, progress: bool = True
+    source: SourceParams,
+    params: IngestParams,
+    out_dir: str | Path,
+    shard_bytes: int = 128 * 2**20,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Ingest one source into `out_dir` (shards, rejects, summary); returns the summary."""
     items = read_source(source, params)
@@ -50,7 +43,7 @@ def ingest_source(
     with DatasetWriter(
         out_dir,
         INGEST_SCHEMA,
-        shard_bytes=params.shard_megabytes * 2**20,
+        shard_bytes=shard_bytes,
         summary_fields=summary_fields,
         count_columns=("source_label", "source_split"),
     ) as writer:

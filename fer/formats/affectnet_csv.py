@@ -6,16 +6,51 @@ import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fer.config import AffectNetCsvSource, IngestParams
 from fer.errors import FerDataError
-from fer.images import Rejection
-from fer.ingest.common import Kept, Refused, image_row, load_files, safe_relative_path
+from fer.formats import RelativeInput, SourceParams, register_format
+from fer.formats.common import (
+    Kept,
+    Refused,
+    image_row,
+    input_inside,
+    load_files,
+    safe_relative_path,
+)
+from fer.images import Rejection, StoredImage
 
-__all__ = ["AFFECTNET_COLUMNS", "read_affectnet_csv"]
+__all__ = ["AFFECTNET_COLUMNS", "AffectNetCsvSource", "read_affectnet_csv"]
+
+
+class AffectNetCsvSource(SourceParams):
+    """AffectNet's Manual_Annotated CSV plus the image root it points into."""
+
+    format_name: ClassVar[str] = "affectnet_csv"
+    default_preset: ClassVar[str] = "affectnet"
+    annotations: RelativeInput = "training.csv"
+    """CSV file name inside `path`."""
+    images: str = "."
+    """Image root inside `path` that `subDirectory_filePath` is relative to."""
+    label_column: str = "expression"
+    split: str | None = None
+    """Value for `source_split` (AffectNet ships training and validation CSVs)."""
+
+    @property
+    def annotations_path(self) -> Path:
+        return input_inside(self.path, self.annotations, f"sources.{self.name}.annotations")
+
+    @property
+    def images_path(self) -> Path:
+        images = None if self.images.strip() in ("", ".") else self.images
+        if images is not None and safe_relative_path(images) is None:
+            raise FerDataError(
+                f"sources.{self.name}.images: {images!r} must be a folder inside {self.path}"
+            )
+        return input_inside(self.path, images, f"sources.{self.name}.images")
 
 AFFECTNET_COLUMNS = (
     "subDirectory_filePath",
@@ -37,7 +72,7 @@ class _Entry:
 
 
 def read_affectnet_csv(
-    source: AffectNetCsvSource, params: IngestParams
+    source: AffectNetCsvSource, *, max_image_pixels: int, workers: int
 ) -> Iterator[Kept | Refused]:
     """Rows of the annotation CSV joined with their image files, sorted by id."""
     csv_path, image_root = source.annotations_path, source.images_path
@@ -50,7 +85,7 @@ def read_affectnet_csv(
             f"{image_root}: AffectNet image root of source '{source.name}' not found"
         )
     entries: list[_Entry] = []
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as f:
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.DictReader(f)
         required = (*AFFECTNET_COLUMNS, source.label_column)
         missing = [c for c in required if c not in (reader.fieldnames or ())]
@@ -69,9 +104,11 @@ def read_affectnet_csv(
                 entries.append(_Entry(locator=locator, **parsed))
     entries.sort(key=lambda e: e.row_id)
     results = load_files(
-        [image_root / e.relative for e in entries], params.max_image_pixels, params.workers
+        [image_root / e.relative for e in entries], image_root, max_image_pixels, workers
     )
     for entry, result in zip(entries, results, strict=True):
+        if not isinstance(result, Rejection):
+            result = _fit_box(entry.extra, result)
         if isinstance(result, Rejection):
             yield Refused(entry.row_id, entry.locator, result)
             continue
@@ -91,6 +128,10 @@ def read_affectnet_csv(
 
 def _parse_record(record: dict[str, Any], source: AffectNetCsvSource) -> dict[str, Any] | Refused:
     raw_path = (record.get("subDirectory_filePath") or "").strip()
+    if "\x00" in raw_path:
+        return Refused(
+            None, "", Rejection("bad_path", "subDirectory_filePath holds a NUL byte")
+        )
     relative = safe_relative_path(raw_path)
     row_id = f"{source.name}/{relative}" if relative else None
     if relative is None:
@@ -148,9 +189,37 @@ def _parse_record(record: dict[str, Any], source: AffectNetCsvSource) -> dict[st
     }
 
 
+def _fit_box(extra: dict[str, Any], image: StoredImage) -> StoredImage | Rejection:
+    """Refuse a face box wholly outside the image; clip one partly outside (with a note)."""
+    box = extra["source_box"]
+    x1, y1 = max(0.0, box["x"]), max(0.0, box["y"])
+    x2 = min(float(image.width), box["x"] + box["w"])
+    y2 = min(float(image.height), box["y"] + box["h"])
+    if x2 <= x1 or y2 <= y1:
+        return Rejection(
+            "bad_face_box",
+            f"face box {box} lies outside the {image.width}x{image.height} image",
+        )
+    clipped = {"x": x1, "y": y1, "w": x2 - x1, "h": y2 - y1}
+    if clipped != box:
+        extra["source_box"] = clipped
+        return StoredImage(
+            image.data,
+            image.width,
+            image.height,
+            image.channels,
+            (*image.notes, "face_box_clipped"),
+            image.pixel_hash,
+        )
+    return image
+
+
 def _to_float(text: Any) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+register_format(AffectNetCsvSource, read_affectnet_csv)

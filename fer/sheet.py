@@ -1,18 +1,30 @@
-"""Contact sheets: labelled grids of thumbnails, one panel per group."""
+"""Contact sheets: labelled grids of thumbnails, one panel per group, and the thumbnails."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["contact_sheet"]
+__all__ = ["contact_sheet", "thumbnail"]
 
 _COLUMNS = 10
 _CAPTION = 12
 _HEADER = 22
+
+
+def thumbnail(image: np.ndarray | bytes, tile: int) -> np.ndarray:
+    """An RGB thumbnail fitting a `tile` square, from pixels or encoded image bytes."""
+    if isinstance(image, bytes):
+        with Image.open(io.BytesIO(image)) as decoded:
+            picture = decoded.convert("RGB")
+    else:
+        picture = Image.fromarray(image).convert("RGB")
+    picture.thumbnail((tile, tile), Image.Resampling.BILINEAR)
+    return np.asarray(picture)
 
 
 def contact_sheet(

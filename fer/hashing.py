@@ -9,16 +9,19 @@ the 2-D DCT-II as two matrix products keeping only the low frequencies.
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 from PIL import Image
 
+from fer.parallel import ordered_map
+from fer.registry import Registry
+
 __all__ = [
     "HASH_METHODS",
+    "HashMethod",
     "hash_arrays",
     "hash_hex",
     "hash_image_bytes",
@@ -26,17 +29,55 @@ __all__ = [
     "hashing_input",
 ]
 
-HASH_METHODS = ("phash", "dhash", "ahash")
 _PHASH_FACTOR = 4  # imagehash's highfreq_factor
+
+
+@dataclass(frozen=True)
+class HashMethod:
+    """A perceptual hash: the grayscale size it reads and its bits for a float stack."""
+
+    name: str
+    input_size: Callable[[int], tuple[int, int]]
+    """hash_size -> (width, height) of the resized grayscale input."""
+    bits: Callable[[np.ndarray, int], np.ndarray]
+    """(n, h, w) float64 stack, hash_size -> (n, bits) booleans in imagehash's order."""
+
+
+HASH_METHODS: Registry[HashMethod] = Registry("hash method")
+
+
+def _dct_matrix(size: int, keep: int) -> np.ndarray:
+    # scipy.fftpack.dct type II, unnormalised: y[k] = 2 sum_n x[n] cos(pi k (2n + 1) / 2N)
+    n = np.arange(size)
+    return 2 * np.cos(np.pi * np.arange(keep)[:, None] * (2 * n + 1) / (2 * size))
+
+
+def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
+    matrix = _dct_matrix(hash_size * _PHASH_FACTOR, hash_size)
+    low = (matrix @ pixels @ matrix.T).reshape(len(pixels), -1)
+    return low > np.median(low, axis=1, keepdims=True)
+
+
+def _dhash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
+    return (pixels[:, :, 1:] > pixels[:, :, :-1]).reshape(len(pixels), -1)
+
+
+def _ahash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
+    flat = pixels.reshape(len(pixels), -1)
+    return flat > flat.mean(axis=1, keepdims=True)
+
+
+for _method in (
+    HashMethod("phash", lambda s: (s * _PHASH_FACTOR, s * _PHASH_FACTOR), _phash_bits),
+    HashMethod("dhash", lambda s: (s + 1, s), _dhash_bits),
+    HashMethod("ahash", lambda s: (s, s), _ahash_bits),
+):
+    HASH_METHODS.register(_method.name, _method)
 
 
 def hash_size_of(method: str, hash_size: int) -> tuple[int, int]:
     """(width, height) of the grayscale image each method hashes."""
-    if method == "phash":
-        return hash_size * _PHASH_FACTOR, hash_size * _PHASH_FACTOR
-    if method == "dhash":
-        return hash_size + 1, hash_size
-    return hash_size, hash_size
+    return HASH_METHODS[method].input_size(hash_size)
 
 
 def hashing_input(image: Image.Image, method: str, hash_size: int, view: float = 1.0) -> np.ndarray:
@@ -49,31 +90,13 @@ def hashing_input(image: Image.Image, method: str, hash_size: int, view: float =
     return np.asarray(resized)
 
 
-def _dct_matrix(size: int, keep: int) -> np.ndarray:
-    # scipy.fftpack.dct type II, unnormalised: y[k] = 2 sum_n x[n] cos(pi k (2n + 1) / 2N)
-    n = np.arange(size)
-    return 2 * np.cos(np.pi * np.arange(keep)[:, None] * (2 * n + 1) / (2 * size))
-
-
 def hash_arrays(arrays: np.ndarray, method: str, hash_size: int) -> np.ndarray:
     """Hashes of a (n, h, w) uint8 stack from `hashing_input`, as (n, bits / 64) uint64 words.
 
     Bits are in imagehash's order (row-major, first bit most significant), so the hex of the
     words is imagehash's `str(hash)`.
     """
-    pixels = arrays.astype(np.float64)
-    n = len(pixels)
-    if method == "phash":
-        matrix = _dct_matrix(hash_size * _PHASH_FACTOR, hash_size)
-        low = (matrix @ pixels @ matrix.T).reshape(n, -1)
-        bits = low > np.median(low, axis=1, keepdims=True)
-    elif method == "dhash":
-        bits = (pixels[:, :, 1:] > pixels[:, :, :-1]).reshape(n, -1)
-    elif method == "ahash":
-        flat = pixels.reshape(n, -1)
-        bits = flat > flat.mean(axis=1, keepdims=True)
-    else:
-        raise ValueError(f"unknown hash method {method!r}; use one of {HASH_METHODS}")
+    bits = HASH_METHODS[method].bits(arrays.astype(np.float64), hash_size)
     packed = np.packbits(bits, axis=1)
     padding = (-packed.shape[1]) % 8
     if padding:
@@ -103,12 +126,7 @@ def hash_image_bytes(
     """Hash encoded images (decoding and resizing spread over `workers` processes)."""
     work = partial(_input_from_bytes, method=method, hash_size=hash_size)
     items = list(zip(images, views, strict=True))
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(items) < 2048:
-        arrays = list(map(work, items))
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            arrays = list(pool.map(work, items, chunksize=512))
+    arrays = list(ordered_map(work, items, workers, chunksize=512, serial_below=2048))
     width, height = hash_size_of(method, hash_size)
     stack = np.stack(arrays) if arrays else np.zeros((0, height, width), np.uint8)
     return hash_arrays(stack, method, hash_size)
