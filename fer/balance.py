@@ -105,7 +105,9 @@ def balance_dataset(
         summary_fields={"stage": "balance", "seed": params.seed},
         count_columns=("label", "source"),
     ) as writer:
-        rewrite_rows(in_dir, writer, decisions, _Details(), description="balance", progress=progress)
+        rewrite_rows(
+            in_dir, writer, decisions, _Details(), description="balance", progress=progress
+        )
         return writer.close(extra)
 
 

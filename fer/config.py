@@ -52,7 +52,17 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 CROP_SELECTIONS = ("largest_score", "largest", "score", "center")
 CROP_NO_FACE_POLICIES = ("keep", "drop", "source_box")
 CROP_STATUSES = ("ok", "no_face", "low_score", "too_small", "source_box", "skipped")
-_TOP_LEVEL = ("ingest", "storage", "sources", "crop", "label_maps", "dedup", "balance", "split", "train")
+_TOP_LEVEL = (
+    "ingest",
+    "storage",
+    "sources",
+    "crop",
+    "label_maps",
+    "dedup",
+    "balance",
+    "split",
+    "train",
+)
 
 
 def _list_to_tuple(value: object) -> object:
@@ -115,9 +125,11 @@ class CropSettings(_Section):
     """Fraction of the face box side added on each side of the square crop."""
     min_face_size: Annotated[int, Field(ge=12)] = 20
     """Pixels; MTCNN's smallest window is 12."""
-    thresholds: Annotated[
-        tuple[Fraction, Fraction, Fraction], BeforeValidator(_list_to_tuple)
-    ] = (0.6, 0.7, 0.7)
+    thresholds: Annotated[tuple[Fraction, Fraction, Fraction], BeforeValidator(_list_to_tuple)] = (
+        0.6,
+        0.7,
+        0.7,
+    )
     """P-, R- and O-net score thresholds."""
     min_score: Fraction = 0.9
     """A best face below this score is `low_score`, handled like no face."""
@@ -324,7 +336,9 @@ def parse_params(raw: Any, root: Path, origin: str = "params.yaml") -> Params:
         train = train.model_copy(update={"checkpoint": str(root / train.checkpoint)})
     dedup = _validate(DedupParams, sections["dedup"], f"{origin}: dedup")
     if "label_maps" in sections["dedup"]:
-        raise FerDataError(f"{origin}: dedup.label_maps: label maps live in the top-level 'label_maps' section")
+        raise FerDataError(
+            f"{origin}: dedup.label_maps: label maps live in the top-level 'label_maps' section"
+        )
     maps = _label_maps(sections["label_maps"], sources, origin)
     return Params(
         ingest=_validate(IngestParams, sections["ingest"], f"{origin}: ingest"),
@@ -368,9 +382,15 @@ def _label_maps(
         if spec is not None and not isinstance(spec, str | Mapping):
             raise FerDataError(f"{where}: a preset name or a mapping, got {_shown(spec)}")
         if isinstance(spec, Mapping):
-            bad = [k for k, v in spec.items() if k != "preset" and v is not None and not isinstance(v, str)]
+            bad = [
+                k
+                for k, v in spec.items()
+                if k != "preset" and v is not None and not isinstance(v, str)
+            ]
             if bad:
-                raise FerDataError(f"{where}.{bad[0]}: a class name or null, got {_shown(spec[bad[0]])}")
+                raise FerDataError(
+                    f"{where}.{bad[0]}: a class name or null, got {_shown(spec[bad[0]])}"
+                )
         resolved = resolve_label_map(spec, source.label_preset())
         bad = sorted({str(v) for v in resolved.values() if v is not None and v not in CLASSES})
         if bad:

@@ -44,7 +44,9 @@ def evaluate_model(
         or not isinstance(saved.get("model"), str)
         or not isinstance(saved.get("image_size"), int)
     ):
-        raise FerDataError(f"{checkpoint}: not a fer-data checkpoint (no 'model' name and 'image_size')")
+        raise FerDataError(
+            f"{checkpoint}: not a fer-data checkpoint (no 'model' name and 'image_size')"
+        )
     images, labels = load_split(processed, "test")
     if not images:
         raise FerDataError(f"{processed}: the test split is empty; check the split stage's ratios")

@@ -86,8 +86,15 @@ def load_image(data: bytes, max_pixels: int) -> StoredImage | Rejection:
     try:
         image.load()
     except _DECODE_ERRORS as exc:
+        if "ghostscript" in str(exc).lower():
+            return Rejection(
+                "unsupported_format",
+                f"{image.format} needs Ghostscript to render; convert it to PNG first",
+            )
         reason = "truncated_image" if "truncated" in str(exc).lower() else "corrupt_image"
         return Rejection(reason, str(exc))
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+        return Rejection("non_finite_pixels", "float image holds NaN or infinite values")
     return _normalise(image, data)
 
 

@@ -25,9 +25,7 @@ def read_source(source: SourceParams, params: IngestParams) -> Iterator[Kept | R
             "in params.yaml or put the data there (`fer-data sample data/raw` writes a sample)"
         )
     entry = formats().lookup(source.format, f"sources.{source.name}.format")
-    return entry.read(
-        source, max_image_pixels=params.max_image_pixels, workers=params.workers
-    )
+    return entry.read(source, max_image_pixels=params.max_image_pixels, workers=params.workers)
 
 
 def ingest_source(

@@ -125,7 +125,9 @@ def _nothing_left(in_dir: str | Path) -> str:
     lost = []
     for source, rows in rejects.groupby("source", sort=True):
         reasons = rows["reason"].value_counts()
-        shown = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0])))
+        shown = ", ".join(
+            f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))
+        )
         lost.append(f"{source} lost all {len(rows)} rows ({shown})")
     return (
         f"{in_dir}: no rows left to split: {'; '.join(lost)}; see `fer-data stats {in_dir}` and "

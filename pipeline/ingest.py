@@ -6,9 +6,7 @@ from fer.stage import run_stage, source_params
 
 
 def main(params: Params, source: str, out_dir: str) -> None:
-    ingest_source(
-        source_params(params, source), params.ingest, out_dir, params.storage.shard_bytes
-    )
+    ingest_source(source_params(params, source), params.ingest, out_dir, params.storage.shard_bytes)
 
 
 if __name__ == "__main__":

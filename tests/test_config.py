@@ -70,7 +70,11 @@ def test_lists_become_tuples_and_ints_are_floats():
             {},
             r"sources\.fer\.lables: unknown key",
         ),
-        ({"fer": {"format": "csv", "path": "x"}}, {}, r"sources\.fer\.format: 'csv' is not a known"),
+        (
+            {"fer": {"format": "csv", "path": "x"}},
+            {},
+            r"sources\.fer\.format: 'csv' is not a known",
+        ),
         ({"fer": {"format": "fer2013_csv"}}, {}, r"sources\.fer\.path"),
         ({"fer": {"format": "fer2013_csv", "path": ""}}, {}, r"sources\.fer\.path: .*non-empty"),
         ({"fer": {"format": "image_folder", "path": "."}}, {}, r"sources\.fer\.path: .*project"),

@@ -74,9 +74,7 @@ def missing_deps(stage: dict) -> list[str]:
     deps = [ROOT / d for d in stage.get("deps", []) if not d.startswith("${") and "data/" not in d]
     needed = project_files(ROOT / script)
     return sorted(
-        str(f.relative_to(ROOT))
-        for f in needed
-        if not any(f == d or d in f.parents for d in deps)
+        str(f.relative_to(ROOT)) for f in needed if not any(f == d or d in f.parents for d in deps)
     )
 
 

@@ -33,7 +33,9 @@ __all__ = [
 class SourceParams(BaseModel):
     """Settings every source has; formats subclass it with their own keys."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True
+    )
 
     name: str
     path: Path

@@ -52,6 +52,7 @@ class AffectNetCsvSource(SourceParams):
             )
         return input_inside(self.path, images, f"sources.{self.name}.images")
 
+
 AFFECTNET_COLUMNS = (
     "subDirectory_filePath",
     "face_x",
@@ -129,9 +130,7 @@ def read_affectnet_csv(
 def _parse_record(record: dict[str, Any], source: AffectNetCsvSource) -> dict[str, Any] | Refused:
     raw_path = (record.get("subDirectory_filePath") or "").strip()
     if "\x00" in raw_path:
-        return Refused(
-            None, "", Rejection("bad_path", "subDirectory_filePath holds a NUL byte")
-        )
+        return Refused(None, "", Rejection("bad_path", "subDirectory_filePath holds a NUL byte"))
     relative = safe_relative_path(raw_path)
     row_id = f"{source.name}/{relative}" if relative else None
     if relative is None:

@@ -99,7 +99,9 @@ def _load_file(path: Path, root: Path, max_pixels: int) -> StoredImage | Rejecti
         return Rejection("missing_file", f"{display_name(str(path))} does not exist")
     except (OSError, RuntimeError) as exc:
         # RuntimeError: a symlink loop on Python < 3.13.
-        return Rejection("unreadable_file", display_name(str(getattr(exc, "strerror", None) or exc)))
+        return Rejection(
+            "unreadable_file", display_name(str(getattr(exc, "strerror", None) or exc))
+        )
     return load_image(data, max_pixels)
 
 
