@@ -109,7 +109,7 @@ def test_folder_links_are_counted_not_lost(tmp_path):
     (root / "happy" / "a.jpg").write_bytes(_jpeg(4))
     (root / "sad").symlink_to(outside)
     (root / "joy").symlink_to(root / "happy")
-    summary, rows, rejects = _ingest(ImageFolderSource("s", root), tmp_path / "out")
+    _summary, rows, rejects = _ingest(ImageFolderSource("s", root), tmp_path / "out")
     assert [r["id"] for r in rows] == ["s/happy/a.jpg"]
     assert {r["locator"]: r["reason"] for r in rejects} == {
         "joy": "linked_folder",
@@ -185,7 +185,7 @@ def test_a_name_that_is_not_utf8_is_kept_with_an_escaped_id(tmp_path):
 
 def test_a_nul_byte_in_an_affectnet_path_is_a_reject(tmp_path):
     source = _affectnet(tmp_path / "an", ["a/b\x00c.jpg"])
-    summary, rows, rejects = _ingest(source, tmp_path / "out")
+    _summary, rows, rejects = _ingest(source, tmp_path / "out")
     assert rows == [] and [r["reason"] for r in rejects] == ["bad_path"]
 
 
