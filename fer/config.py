@@ -166,12 +166,15 @@ class DedupParams(_Section):
     """A registered hash method: phash | dhash | ahash (imagehash's algorithms)."""
     hash_size: Annotated[int, Field(ge=4, multiple_of=4)] = 8
     """Bits per hash are hash_size squared; a multiple of 4."""
-    radius_frame: NonNegativeInt = 4
-    """Near duplicates: frame hashes within this Hamming distance, ..."""
-    radius_face: NonNegativeInt = 6
+    radius_frame: NonNegativeInt = 8
+    """Candidates: frame hashes within this Hamming distance, ..."""
+    radius_face: NonNegativeInt = 8
     """... or face-view hashes within this one, ..."""
-    radius_both: NonNegativeInt = 8
-    """... or both within this wider one (two views agreeing)."""
+    radius_both: NonNegativeInt = 10
+    """... or both within this wider one (two views agreeing); also mirrored."""
+    verify_ncc: Annotated[float, Field(ge=-1, le=1)] = 0.95
+    """A candidate is a duplicate when its aligned views correlate at least this well
+    (normalised cross-correlation); otherwise the two faces are related."""
     hash_margin: Fraction = 0.1
     """Cropped faces are hashed on their face box grown by this margin, so that sources
     cropped with different margins compare alike."""
@@ -229,6 +232,8 @@ class SplitParams(_Section):
     )
     eval_per_class: PositiveInt | None = None
     """A fixed number of val and of test images per class (balanced evaluation), or null."""
+    group_by_subject: bool = True
+    """Keep every subject of a source (the `subject` column, where known) in one split."""
 
 
 class TrainParams(_Section):

@@ -101,9 +101,17 @@ DEDUP_SCHEMA = pa.schema(
         pa.field("label_conflict", pa.bool_(), nullable=False),
         pa.field("dedup_keep", pa.bool_(), nullable=False),
         pa.field("dedup_reason", pa.string(), nullable=False),
+        pa.field("related_group", pa.string(), nullable=False),
+        pa.field("related_group_size", pa.int32(), nullable=False),
     ]
 )
-SPLIT_SCHEMA = pa.schema([*DEDUP_SCHEMA, pa.field("split", pa.string(), nullable=False)])
+SPLIT_SCHEMA = pa.schema(
+    [
+        *DEDUP_SCHEMA,
+        pa.field("split_group", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+    ]
+)
 REJECTS_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),

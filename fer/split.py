@@ -1,5 +1,7 @@
-"""Split: train/val/test by whole duplicate groups, stratified by label, deterministic.
+"""Split: train/val/test by whole groups, stratified by label, deterministic.
 
+A group (`split_group`) is a related group of the dedup stage (duplicates and other photos of
+the same face) joined, with `group_by_subject`, with every row of the same source and subject.
 Within each class the groups are ordered by a keyed hash of the group id and laid end to end;
 test takes the first stretch of that line, val the next, train the rest, each group going where
 its middle falls. So every split is within one group's size of its target, no group is in
@@ -14,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from fer.config import SplitParams
 from fer.dataset import SPLIT_SCHEMA, DatasetWriter, read_rejects, read_table
@@ -22,7 +26,7 @@ from fer.labels import CLASSES
 from fer.ranking import id_rank
 from fer.stage import rewrite_rows
 
-__all__ = ["COUNTS_FILE", "SPLITS", "assign_splits", "split_dataset"]
+__all__ = ["COUNTS_FILE", "SPLITS", "assign_splits", "split_dataset", "split_groups"]
 
 COUNTS_FILE = "counts.csv"
 
@@ -34,15 +38,16 @@ def assign_splits(
     ratios: Mapping[str, float],
     seed: int,
     eval_per_class: int | None = None,
+    group_column: str = "split_group",
 ) -> pd.Series:
-    """The split of each row. `rows` needs `label` and `dup_group` (a group id per row).
+    """The split of each row. `rows` needs `label` and `group_column` (a group id per row).
 
     With `eval_per_class`, val and test get that many rows of every class (as near as whole
     groups allow) and train the rest; otherwise the ratios apply per class.
     """
     if rows.empty:
         return pd.Series([], dtype=object, index=rows.index)
-    groups = rows.groupby("dup_group", sort=True).agg(
+    groups = rows.groupby(group_column, sort=True).agg(
         size=("label", "size"), label=("label", _mode)
     )
     groups["rank"] = id_rank(groups.index, seed)
@@ -61,7 +66,28 @@ def assign_splits(
         middles = starts + sizes / 2
         where = np.where(middles <= test_end, "test", np.where(middles <= val_end, "val", "train"))
         split_of_group.update(zip(members.index, where, strict=True))
-    return rows["dup_group"].map(split_of_group)
+    return rows[group_column].map(split_of_group)
+
+
+def split_groups(rows: pd.DataFrame, by_subject: bool) -> pd.Series:
+    """The group each row is split with: its `related_group`, joined (when `by_subject`) with
+    every row of the same source and `subject`; named by the smallest related group."""
+    n = len(rows)
+    position = np.arange(n)
+    keys = [rows["related_group"]]
+    if by_subject:
+        known = rows["subject"].notna()
+        keys.append((rows["source"] + "\x00" + rows["subject"].astype(str)).where(known))
+    edges = []
+    for key in keys:
+        valid = key.notna().to_numpy()
+        first = pd.Series(position[valid]).groupby(key[valid].to_numpy()).transform("min")
+        edges.append(np.stack([first.to_numpy(), position[valid]], axis=1))
+    pairs = np.concatenate(edges)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    names = pd.Series(rows["related_group"].to_numpy()).groupby(component).transform("min")
+    return pd.Series(names.to_numpy(), index=rows.index)
 
 
 def _mode(labels: pd.Series) -> str:
@@ -77,9 +103,11 @@ def split_dataset(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the balanced rows with their `split`, plus `counts.csv` (label x split x source)."""
-    meta = read_table(in_dir, columns=["id", "label", "source", "dup_group"]).to_pandas()
+    columns = ["id", "label", "source", "subject", "dup_group", "related_group"]
+    meta = read_table(in_dir, columns=columns).to_pandas()
     if meta.empty:
         raise FerDataError(_nothing_left(in_dir))
+    meta["split_group"] = split_groups(meta, params.group_by_subject)
     meta["split"] = assign_splits(meta, params.ratios, params.seed, params.eval_per_class)
     counts = (
         meta.groupby(["label", "split", "source"])
@@ -90,7 +118,12 @@ def split_dataset(
         .reset_index(drop=True)
     )
     by_split = meta.groupby(["label", "split"]).size()
-    groups_in_two = int((meta.groupby("dup_group")["split"].nunique() > 1).sum())
+
+    def in_two(column: str) -> int:
+        return int((meta.groupby(column)["split"].nunique() > 1).sum())
+
+    subjects = meta[meta["subject"].notna()]
+    subject_key = subjects["source"] + "/" + subjects["subject"]
     extra = {
         "ratios": dict(params.ratios),
         "eval_per_class": params.eval_per_class,
@@ -100,10 +133,20 @@ def split_dataset(
             if c in set(meta["label"])
         },
         "split_totals": {s: int((meta["split"] == s).sum()) for s in SPLITS},
-        "groups_in_two_splits": groups_in_two,
-        "multi_image_groups": int((meta.groupby("dup_group").size() > 1).sum()),
+        "group_by_subject": params.group_by_subject,
+        "groups_in_two_splits": in_two("split_group"),
+        "duplicate_groups_in_two_splits": in_two("dup_group"),
+        "related_groups_in_two_splits": in_two("related_group"),
+        "multi_image_groups": int((meta.groupby("split_group").size() > 1).sum()),
+        "largest_group": int(meta.groupby("split_group").size().max()),
+        "subjects_by_split": {
+            s: int(subject_key[subjects["split"] == s].nunique()) for s in SPLITS
+        },
+        "subjects_in_two_splits": int((subjects.groupby(subject_key)["split"].nunique() > 1).sum()),
     }
-    decisions = pd.DataFrame({"id": meta["id"], "keep": True, "split": meta["split"]})
+    decisions = pd.DataFrame(
+        {"id": meta["id"], "keep": True, "split_group": meta["split_group"], "split": meta["split"]}
+    )
     with DatasetWriter(
         out_dir,
         SPLIT_SCHEMA,
@@ -112,7 +155,13 @@ def split_dataset(
         count_columns=("label", "split", "source"),
     ) as writer:
         rewrite_rows(
-            in_dir, writer, decisions, {}, ("split",), description="split", progress=progress
+            in_dir,
+            writer,
+            decisions,
+            {},
+            ("split_group", "split"),
+            description="split",
+            progress=progress,
         )
         counts.to_csv(writer.staging_dir / COUNTS_FILE, index=False)
         return writer.close(extra)

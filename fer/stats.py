@@ -138,15 +138,31 @@ def _render_dedup(console: Any, summary: dict[str, Any]) -> None:
         return
     kinds = summary["groups_by_kind"]
     spanning = ", ".join(f"{k}: {v}" for k, v in summary["groups_spanning_source_splits"].items())
-    console.print(
-        f"duplicates ({summary['hash']} {summary['hash_bits']} bits; radius frame "
-        f"{summary['radius_frame']}, face {summary['radius_face']}, both {summary['radius_both']}): "
-        f"{summary['duplicate_pairs']} pairs, {summary['duplicate_groups']} groups holding "
-        f"{summary['images_in_groups']} images (largest {summary['largest_group']}); "
-        f"{kinds['exact']} exact, {kinds['near']} near; {kinds['within_source']} within a source, "
-        f"{kinds['across_sources']} across sources; {kinds['conflicting_labels']} with conflicting "
-        f"labels; groups spanning a source's own splits: {spanning or 'n/a'}"
+    related_spanning = ", ".join(
+        f"{k}: {v}" for k, v in summary.get("related_groups_spanning_source_splits", {}).items()
     )
+    console.print(
+        f"candidates ({summary['hash']} {summary['hash_bits']} bits, also mirrored; radius frame "
+        f"{summary['radius_frame']}, face {summary['radius_face']}, both {summary['radius_both']}): "
+        f"{summary.get('candidate_pairs', '?')} pairs, {summary.get('compared_pairs', '?')} "
+        f"compared (NCC >= {summary.get('verify_ncc', '?')} is a duplicate)"
+    )
+    console.print(
+        f"duplicates: {summary['duplicate_pairs']} pairs, {summary['duplicate_groups']} groups "
+        f"holding {summary['images_in_groups']} images (largest {summary['largest_group']}); "
+        f"{kinds['exact']} exact, {kinds['near']} near, {kinds.get('mirror', 0)} mirror; "
+        f"{kinds['within_source']} within a source, {kinds['across_sources']} across sources; "
+        f"{kinds['conflicting_labels']} with conflicting labels; spanning a source's own "
+        f"splits: {spanning or 'n/a'}"
+    )
+    if "related_groups" in summary:
+        console.print(
+            f"related: {summary['related_pairs']} pairs ({summary['related_by_subject']} by "
+            f"subject), {summary['related_groups']} groups holding "
+            f"{summary['images_in_related_groups']} images (largest "
+            f"{summary['largest_related_group']}); spanning a source's own splits: "
+            f"{related_spanning or 'n/a'}"
+        )
 
 
 def _matrix(

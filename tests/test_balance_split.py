@@ -109,7 +109,7 @@ def test_adding_one_percent_changes_little_of_the_selection(n, seed):
 @settings(max_examples=60, deadline=None)
 @given(grouped_rows(), st.integers(0, 2**32 - 1))
 def test_split_properties(rows, seed):
-    split = assign_splits(rows, RATIOS, seed)
+    split = assign_splits(rows, RATIOS, seed, group_column="dup_group")
     assert set(split) <= set(SPLITS)
     assert (rows.assign(split=split).groupby("dup_group")["split"].nunique() == 1).all(), (
         "no group in two splits"
@@ -124,16 +124,16 @@ def test_split_properties(rows, seed):
 @settings(max_examples=20, deadline=None)
 @given(grouped_rows(), st.integers(0, 2**32 - 1))
 def test_split_same_seed_same_result(rows, seed):
-    assert assign_splits(rows, RATIOS, seed).equals(assign_splits(rows, RATIOS, seed))
+    assert assign_splits(rows, RATIOS, seed, group_column="dup_group").equals(assign_splits(rows, RATIOS, seed, group_column="dup_group"))
     shuffled = rows.sample(frac=1, random_state=1)
     assert (
-        assign_splits(shuffled, RATIOS, seed).sort_index().equals(assign_splits(rows, RATIOS, seed))
+        assign_splits(shuffled, RATIOS, seed, group_column="dup_group").sort_index().equals(assign_splits(rows, RATIOS, seed, group_column="dup_group"))
     )
 
 
 def test_balanced_evaluation_sets():
     rows = _rows(3000, group_every=3)
-    split = assign_splits(rows, RATIOS, seed=9, eval_per_class=40)
+    split = assign_splits(rows, RATIOS, seed=9, eval_per_class=40, group_column="dup_group")
     table = rows.assign(split=split).groupby(["label", "split"]).size().unstack()
     assert ((table["test"] - 40).abs() <= 3).all() and ((table["val"] - 40).abs() <= 3).all()
 
@@ -183,7 +183,8 @@ def test_processed_invariants(sample_pipeline):
     from fer.dataset import read_summary, read_table
 
     rows = read_table(sample_pipeline / "processed").to_pandas()
-    assert (rows.groupby("dup_group")["split"].nunique() == 1).all()
+    for column in ("dup_group", "related_group", "split_group"):
+        assert (rows.groupby(column)["split"].nunique() == 1).all(), column
     assert rows["dedup_keep"].all() and rows["id"].is_monotonic_increasing
     summary = read_summary(sample_pipeline / "processed")
     assert summary["groups_in_two_splits"] == 0

@@ -268,7 +268,7 @@ def test_summary_counts_add_up(sample_dedup):
     assert summary["going_on"] == int(rows["dedup_keep"].sum())
     kinds = summary["groups_by_kind"]
     assert (
-        kinds["exact"] + kinds["near"]
+        kinds["exact"] + kinds["near"] + kinds["mirror"]
         == summary["duplicate_groups"]
         == kinds["within_source"] + kinds["across_sources"]
     )

@@ -1,39 +1,77 @@
-"""Dedup: map labels onto the taxonomy, then group exact and near duplicates across sources.
+"""Dedup: map labels onto the taxonomy, then find duplicates and related faces across sources.
 
-Two passes over the cropped sources keep memory flat: the first reads metadata and hashes the
-faces, the groups are computed on those, the second streams every row again with its
-duplicate columns into one merged dataset. Nothing is deleted here: rows that should not go on
+Two relations decide the data. A duplicate is the same photograph (re-encoded, resized,
+re-cropped, recoloured, mirrored): one keeper per group goes on. A related face is another
+photograph of the same face (another expression, the next video frame, the same subject): it
+goes on, but the split keeps it with its relatives.
+
+The stage streams: the first pass hashes each batch of images and keeps only metadata and hash
+words; candidate pairs come from the hashes; a verification pass decodes only the rows in
+candidate pairs into small views; the last pass streams every row again with its group
+columns into one merged dataset. Nothing is deleted here: rows that should not go on
 are flagged (`dedup_keep` false, `dedup_reason`) and the balance stage filters them; only rows
 whose label maps to nothing are rejects.
 """
 
 from __future__ import annotations
 
-import sys
+import io
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from fer.config import DedupParams
-from fer.dataset import DEDUP_SCHEMA, DatasetWriter, iter_batches, iter_rows
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, count_rows, iter_batches, iter_rows
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.search import hamming, radius_pairs
+from fer.dedup.verify import VIEW_SIDE, pair_similarity, verification_view
 from fer.errors import FerDataError
-from fer.hashing import hash_hex, hash_image_bytes
+from fer.hashing import hash_arrays, hash_hex, hashing_input
 from fer.labels import CLASSES
+from fer.parallel import ordered_map
 
-__all__ = ["GALLERY", "dedup_sources", "map_label", "near_pairs"]
+__all__ = [
+    "GALLERY",
+    "RELATED_GALLERY",
+    "Decisions",
+    "candidate_pairs",
+    "decide_pairs",
+    "dedup_sources",
+    "map_label",
+    "near_pairs",
+    "related_groups",
+]
 
 GALLERY = "duplicates.png"
+RELATED_GALLERY = "related.png"
+_BATCH = 4096
+_PAIR_BATCH = 512
+_HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror")
+_RECORD_COLUMNS = (
+    "id",
+    "source",
+    "label",
+    "source_split",
+    "subject",
+    "pixel_hash",
+    "area",
+    "score",
+)
 _META_COLUMNS = (
     "id",
     "source",
     "source_label",
     "source_split",
+    "subject",
     "width",
     "height",
     "original_width",
@@ -63,11 +101,13 @@ def dedup_sources(
     shard_bytes: int = 128 * 2**20,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Merge the cropped sources into `out_dir` with labels and duplicate groups.
+    """Merge the cropped sources into `out_dir` with labels, duplicate and related groups.
 
-    Each face is hashed twice: its frame as the source gave it (`ingest_dirs`), which finds
-    copies framed alike without detector jitter, and its face view in the crop, which finds
-    copies that sources framed differently. Near pairs of either kind join a group.
+    Each face is hashed on two views, its frame as the source gave it (`ingest_dirs`) and its
+    face in the crop, each also mirrored. Pairs within the hash radii are candidates; each
+    candidate is decided by `fer.dedup.verify`: the same photograph (a duplicate: exact, near
+    or mirror) or another photograph of the same face (related). Rows of one source with the
+    same `subject` are related without a pixel comparison, unless their pixels are identical.
     """
     names = sorted(crop_dirs)
     missing = [n for n in names if n not in params.label_maps]
@@ -75,19 +115,21 @@ def dedup_sources(
         raise FerDataError(
             f"params.yaml: no label map for sources {missing}; add them to label_maps"
         )
-    meta, frame_words, face_words, rejects = _first_pass(
-        crop_dirs, ingest_dirs, names, params, progress
-    )
+    meta, words, views, rejects = _first_pass(crop_dirs, ingest_dirs, names, params, progress)
     bits = params.hash_size**2
-    pairs = near_pairs(
-        frame_words, face_words, params.radius_frame, params.radius_face, params.radius_both, bits
+    candidates, mirrored = candidate_pairs(words, params, bits)
+    decided = decide_pairs(meta, candidates, mirrored, crop_dirs, names, views, rejects, params)
+    groups = find_groups(
+        meta, decided.duplicates, params.duplicates, params.conflicts, decided.duplicate_mirrored
     )
-    groups = find_groups(meta, pairs, params.duplicates, params.conflicts)
     meta = pd.concat([meta, groups], axis=1)
-    meta["frame_hash"] = hash_hex(frame_words, bits)
-    meta["face_hash"] = hash_hex(face_words, bits)
-    stats = _group_stats(meta, pairs)
-    gallery_groups = _largest_groups(meta, params.gallery_groups)
+    related = related_groups(meta["id"], np.concatenate([decided.duplicates, decided.related]))
+    meta = pd.concat([meta, related], axis=1)
+    meta["frame_hash"] = hash_hex(words["frame"], bits)
+    meta["face_hash"] = hash_hex(words["face"], bits)
+    stats = _group_stats(meta, candidates, decided)
+    gallery_groups = _largest_groups(meta, "dup_group", params.gallery_groups)
+    related_gallery = _largest_groups(meta, "related_group", params.gallery_groups, mixed=True)
     with DatasetWriter(
         out_dir,
         DEDUP_SCHEMA,
@@ -100,14 +142,47 @@ def dedup_sources(
             "radius_frame": params.radius_frame,
             "radius_face": params.radius_face,
             "radius_both": params.radius_both,
+            "verify_ncc": params.verify_ncc,
         },
         count_columns=("label", "source"),
     ) as writer:
-        gallery = _second_pass(crop_dirs, names, meta, rejects, writer, gallery_groups, progress)
-        from fer.dedup.gallery import duplicate_gallery
+        gallery = _second_pass(
+            crop_dirs, names, meta, rejects, writer, {*gallery_groups, *related_gallery}, progress
+        )
+        from fer.dedup.gallery import duplicate_gallery, related_gallery_picture
 
         duplicate_gallery(gallery, gallery_groups, meta, writer.staging_dir / GALLERY)
+        related_gallery_picture(
+            gallery, related_gallery, meta, writer.staging_dir / RELATED_GALLERY
+        )
         return writer.close(stats)
+
+
+def candidate_pairs(
+    words: Mapping[str, np.ndarray], params: DedupParams, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (i < j) within the hash radii, and whether each matched mirrored.
+
+    A mirrored candidate compares i's views with j's mirrored views; a pair can be both.
+    """
+    radii = (params.radius_frame, params.radius_face, params.radius_both)
+    n = len(words["frame"])
+    direct = near_pairs(words["frame"], words["face"], *radii, bits)
+    both = near_pairs(
+        np.concatenate([words["frame"], words["frame_mirror"]]),
+        np.concatenate([words["face"], words["face_mirror"]]),
+        *radii,
+        bits,
+    )
+    across = both[(both[:, 0] < n) & (both[:, 1] >= n)]
+    first, second = across[:, 0], across[:, 1] - n
+    mirror = np.unique(
+        np.stack([np.minimum(first, second), np.maximum(first, second)], axis=1)[first != second],
+        axis=0,
+    ).reshape(-1, 2)
+    pairs = np.concatenate([direct.reshape(-1, 2), mirror])
+    flags = np.concatenate([np.zeros(len(direct), bool), np.ones(len(mirror), bool)])
+    return pairs.astype(np.int64), flags
 
 
 def near_pairs(
@@ -140,58 +215,88 @@ def _frames(folder: str | Path) -> Iterator[tuple[str, bytes]]:
         yield row["id"], row["image"]["bytes"]
 
 
+def _hash_inputs(item: tuple[bytes, bytes, float], method: str, size: int) -> np.ndarray:
+    frame, face, view = item
+    with Image.open(io.BytesIO(frame)) as image:
+        frame_input = hashing_input(image, method, size)
+    with Image.open(io.BytesIO(face)) as image:
+        face_input = hashing_input(image, method, size, view)
+    return np.stack([frame_input, face_input])
+
+
 def _first_pass(
     crop_dirs: Mapping[str, str | Path],
     ingest_dirs: Mapping[str, str | Path],
     names: list[str],
     params: DedupParams,
     progress: bool,
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, tuple[str, str]]]:
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray, dict[str, tuple[str, str]]]:
+    """Metadata, the four hash words per row and its face-view fraction, streamed: image
+    bytes live for one batch only."""
     records: list[dict[str, Any]] = []
-    faces: list[bytes] = []
-    frames: list[bytes] = []
+    words: dict[str, list[np.ndarray]] = {k: [] for k in _HASH_VIEWS}
     views: list[float] = []
     rejects: dict[str, tuple[str, str]] = {}
-    for name in names:
-        label_map = params.label_maps[name]
-        originals = _frames(ingest_dirs[name])
-        for row in iter_rows(crop_dirs[name], _META_COLUMNS, batch_size=2048):
-            label = map_label(row["source_label"], label_map)
-            if label is None or label is _UNMAPPED:
-                reason = "dropped_label" if label is None else "unmapped_label"
-                detail = (
-                    f"label_maps.{name} drops {row['source_label']!r}"
-                    if label is None
-                    else f"label_maps.{name} has no entry for {row['source_label']!r}"
-                )
-                rejects[row["id"]] = (reason, detail)
-                continue
-            frames.append(_frame_of(originals, row["id"], ingest_dirs[name]))
-            faces.append(row["image"]["bytes"])
-            views.append(_hash_view(row, params.hash_margin))
-            records.append(
-                {
-                    "id": row["id"],
-                    "source": row["source"],
-                    "label": label,
-                    "source_split": row["source_split"],
-                    "pixel_hash": row["pixel_hash"],
-                    "area": int(row["original_width"]) * int(row["original_height"]),
-                    "score": row["crop_score"] if row["crop_score"] is not None else -1.0,
-                }
-            )
-    meta = pd.DataFrame.from_records(
-        records, columns=["id", "source", "label", "source_split", "pixel_hash", "area", "score"]
-    )
-    if progress:
-        tqdm.write(
-            f"dedup: hashing {len(faces)} frames and faces ({params.hash}, {params.hash_size**2} bits)",
-            file=sys.stderr,
-        )
-    method, size, workers = params.hash, params.hash_size, params.workers
-    frame_words = hash_image_bytes(frames, [1.0] * len(frames), method, size, workers)
-    face_words = hash_image_bytes(faces, views, method, size, workers)
-    return meta, frame_words, face_words, rejects
+    hash_inputs = partial(_hash_inputs, method=params.hash, size=params.hash_size)
+    total = sum(count_rows(crop_dirs[name]) for name in names)
+    with tqdm(
+        total=total, desc="dedup hash", unit="img", disable=not progress, mininterval=1.0
+    ) as bar:
+        for name in names:
+            label_map = params.label_maps[name]
+            originals = _frames(ingest_dirs[name])
+            for batch in iter_batches(crop_dirs[name], _META_COLUMNS, batch_size=_BATCH):
+                items = []
+                for row in batch.to_pylist():
+                    label = map_label(row["source_label"], label_map)
+                    if label is None or label is _UNMAPPED:
+                        rejects[row["id"]] = _label_reject(name, row["source_label"], label)
+                        continue
+                    view = _hash_view(row, params.hash_margin)
+                    frame = _frame_of(originals, row["id"], ingest_dirs[name])
+                    items.append((frame, row["image"]["bytes"], view))
+                    views.append(view)
+                    records.append(
+                        {
+                            "id": row["id"],
+                            "source": row["source"],
+                            "label": label,
+                            "source_split": row["source_split"],
+                            "subject": row["subject"],
+                            "pixel_hash": row["pixel_hash"],
+                            "area": int(row["original_width"]) * int(row["original_height"]),
+                            "score": row["crop_score"] if row["crop_score"] is not None else -1.0,
+                        }
+                    )
+                if items:
+                    inputs = np.stack(
+                        list(
+                            ordered_map(
+                                hash_inputs, items, params.workers, chunksize=256, serial_below=1024
+                            )
+                        )
+                    )
+                    frames, faces = inputs[:, 0], inputs[:, 1]
+                    for key, stack in (
+                        ("frame", frames),
+                        ("frame_mirror", frames[:, :, ::-1]),
+                        ("face", faces),
+                        ("face_mirror", faces[:, :, ::-1]),
+                    ):
+                        words[key].append(hash_arrays(stack, params.hash, params.hash_size))
+                bar.update(batch.num_rows)
+    meta = pd.DataFrame.from_records(records, columns=list(_RECORD_COLUMNS))
+    width = max(1, params.hash_size**2 // 64)
+    stacked = {
+        k: np.concatenate(v) if v else np.zeros((0, width), np.uint64) for k, v in words.items()
+    }
+    return meta, stacked, np.array(views, dtype=np.float64), rejects
+
+
+def _label_reject(name: str, source_label: str, label: Any) -> tuple[str, str]:
+    if label is None:
+        return "dropped_label", f"label_maps.{name} drops {source_label!r}"
+    return "unmapped_label", f"label_maps.{name} has no entry for {source_label!r}"
 
 
 def _frame_of(originals: Iterator[tuple[str, bytes]], row_id: str, folder: str | Path) -> bytes:
@@ -209,7 +314,135 @@ def _hash_view(row: dict[str, Any], margin: float) -> float:
     return min(1.0, max(box["w"], box["h"]) / window["side"] * (1 + 2 * margin))
 
 
-def _group_stats(meta: pd.DataFrame, pairs: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Decisions:
+    """Candidate pairs sorted into duplicates (with their mirror flag) and related pairs."""
+
+    duplicates: np.ndarray
+    duplicate_mirrored: np.ndarray
+    related: np.ndarray
+    similarity: np.ndarray
+    """Best NCC of every candidate (NaN where no pixels were compared)."""
+    by_subject: int
+    """Candidates decided as related because both rows name the same subject."""
+
+
+def decide_pairs(
+    meta: pd.DataFrame,
+    candidates: np.ndarray,
+    mirrored: np.ndarray,
+    crop_dirs: Mapping[str, str | Path],
+    names: list[str],
+    views: np.ndarray,
+    rejects: Mapping[str, tuple[str, str]],
+    params: DedupParams,
+) -> Decisions:
+    """Duplicate or related, for every candidate pair."""
+    if len(candidates) == 0:
+        empty = np.zeros((0, 2), np.int64)
+        return Decisions(empty, np.zeros(0, bool), empty, np.zeros(0), 0)
+    first, second = candidates[:, 0], candidates[:, 1]
+    pixels = meta["pixel_hash"].to_numpy()
+    identical = pixels[first] == pixels[second]
+    subject = meta["subject"].to_numpy(dtype=object)
+    source = meta["source"].to_numpy()
+    known = pd.notna(subject[first]) & pd.notna(subject[second]) & (source[first] == source[second])
+    same_subject = known & (subject[first] == subject[second])
+    other_subject = known & (subject[first] != subject[second])
+    compare = ~identical & ~same_subject
+    similarity = np.full(len(candidates), np.nan)
+    needed = np.unique(candidates[compare])
+    if len(needed):
+        picture = _verification_views(crop_dirs, names, views, rejects, needed, params.workers)
+        index = {int(p): k for k, p in enumerate(needed)}
+        rows = np.flatnonzero(compare)
+        for start in range(0, len(rows), _PAIR_BATCH):
+            chunk = rows[start : start + _PAIR_BATCH]
+            a = picture[[index[int(i)] for i in first[chunk]]]
+            b = picture[[index[int(j)] for j in second[chunk]]]
+            similarity[chunk] = pair_similarity(a, b, mirrored[chunk])
+    verified = compare & (similarity >= params.verify_ncc)
+    duplicate = identical | verified
+    # A pair can be a candidate both ways: it is a mirror duplicate only if not a direct one.
+    frame = pd.DataFrame(
+        {
+            "i": first,
+            "j": second,
+            "dup": duplicate,
+            "mirror": mirrored & verified,
+            "direct": duplicate & ~mirrored,
+        }
+    )
+    pair_stats = frame.groupby(["i", "j"], sort=True).agg(
+        dup=("dup", "any"), mirror=("mirror", "any"), direct=("direct", "any")
+    )
+    dup = pair_stats[pair_stats["dup"]]
+    related = pair_stats[~pair_stats["dup"]]
+    related_keys = np.array(related.index.tolist(), dtype=np.int64).reshape(-1, 2)
+    # Two known, different subjects of one source are different people: no relation.
+    not_people = set(map(tuple, candidates[other_subject & ~duplicate].tolist()))
+    if not_people:
+        keep = np.array([tuple(k) not in not_people for k in related_keys.tolist()], dtype=bool)
+        related_keys = related_keys[keep]
+    return Decisions(
+        np.array(dup.index.tolist(), dtype=np.int64).reshape(-1, 2),
+        (dup["mirror"] & ~dup["direct"]).to_numpy(),
+        related_keys,
+        similarity,
+        int(same_subject.sum()),
+    )
+
+
+def _verification_views(
+    crop_dirs: Mapping[str, str | Path],
+    names: list[str],
+    views: np.ndarray,
+    rejects: Mapping[str, tuple[str, str]],
+    needed: np.ndarray,
+    workers: int,
+) -> np.ndarray:
+    """Verification views of the rows at positions `needed` (sorted), streamed from the crops."""
+    wanted = set(needed.tolist())
+    out = np.zeros((len(needed), VIEW_SIDE, VIEW_SIDE), np.uint8)
+    position, filled = 0, 0
+    for name in names:
+        for batch in iter_batches(crop_dirs[name], ["id", "image"], batch_size=_BATCH):
+            items = []
+            for row in batch.to_pylist():
+                if row["id"] in rejects:
+                    continue
+                if position in wanted:
+                    items.append((row["image"]["bytes"], float(views[position])))
+                position += 1
+            for view in ordered_map(_view_of, items, workers, chunksize=256, serial_below=1024):
+                out[filled] = view
+                filled += 1
+    return out
+
+
+def _view_of(item: tuple[bytes, float]) -> np.ndarray:
+    return verification_view(*item)
+
+
+def related_groups(ids: pd.Series, pairs: np.ndarray) -> pd.DataFrame:
+    """`related_group` (named by its smallest id) and its size: connected components of
+    duplicate and related pairs."""
+    n = len(ids)
+    edges = pairs.reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    frame = pd.DataFrame({"component": component, "id": ids.to_numpy()}, index=ids.index)
+    by_component = frame.groupby("component")["id"]
+    return pd.DataFrame(
+        {
+            "related_group": by_component.transform("min"),
+            "related_group_size": by_component.transform("size").astype(np.int32),
+        },
+        index=ids.index,
+    )
+
+
+def _group_stats(meta: pd.DataFrame, candidates: np.ndarray, decided: Decisions) -> dict[str, Any]:
     grouped = meta[meta["dup_group_size"] > 1]
     per_group = grouped.groupby("dup_group").agg(
         size=("id", "size"),
@@ -217,25 +450,41 @@ def _group_stats(meta: pd.DataFrame, pairs: np.ndarray) -> dict[str, Any]:
         kind=("dup_kind", "first"),
         conflict=("label_conflict", "any"),
     )
-    spanning = {}
-    for source in sorted(grouped.loc[grouped["source_split"].notna(), "source"].unique()):
+    related = meta[meta["related_group_size"] > 1]
+    spanning, related_spanning = {}, {}
+    for source in sorted(meta.loc[meta["source_split"].notna(), "source"].unique()):
         rows = grouped[grouped["source"] == source]
-        splits = rows.groupby("dup_group")["source_split"].nunique()
-        spanning[source] = int((splits > 1).sum())
+        spanning[source] = int((rows.groupby("dup_group")["source_split"].nunique() > 1).sum())
+        rows = related[related["source"] == source]
+        related_spanning[source] = int(
+            (rows.groupby("related_group")["source_split"].nunique() > 1).sum()
+        )
     kept = meta["dedup_keep"]
+    compared = decided.similarity[~np.isnan(decided.similarity)]
     return {
-        "duplicate_pairs": len(pairs),
+        "candidate_pairs": len(candidates),
+        "compared_pairs": len(compared),
+        "duplicate_pairs": len(decided.duplicates),
+        "mirror_pairs": int(decided.duplicate_mirrored.sum()),
+        "related_pairs": len(decided.related),
+        "related_by_subject": decided.by_subject,
         "duplicate_groups": len(per_group),
         "images_in_groups": int(per_group["size"].sum()) if len(per_group) else 0,
         "largest_group": int(per_group["size"].max()) if len(per_group) else 0,
         "groups_by_kind": {
             "exact": int((per_group["kind"] == "exact").sum()),
             "near": int((per_group["kind"] == "near").sum()),
+            "mirror": int((per_group["kind"] == "mirror").sum()),
             "within_source": int((per_group["sources"] == 1).sum()),
             "across_sources": int((per_group["sources"] > 1).sum()),
             "conflicting_labels": int(per_group["conflict"].sum()),
         },
         "groups_spanning_source_splits": spanning,
+        "related_groups": int(related["related_group"].nunique()),
+        "images_in_related_groups": len(related),
+        "largest_related_group": int(meta["related_group_size"].max()) if len(meta) else 0,
+        "related_groups_spanning_source_splits": related_spanning,
+        "subjects": int(meta["subject"].nunique()),
         "going_on": int(kept.sum()),
         "not_going_on_by_reason": {
             str(k): int(v)
@@ -245,10 +494,17 @@ def _group_stats(meta: pd.DataFrame, pairs: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _largest_groups(meta: pd.DataFrame, count: int) -> list[str]:
-    sizes = meta.loc[meta["dup_group_size"] > 1, ["dup_group", "dup_group_size"]].drop_duplicates()
-    ordered = sizes.sort_values(["dup_group_size", "dup_group"], ascending=[False, True])
-    return ordered["dup_group"].head(count).tolist()
+def _largest_groups(meta: pd.DataFrame, column: str, count: int, mixed: bool = False) -> list[str]:
+    """The `count` largest groups of `column`; with `mixed`, only groups holding more than one
+    duplicate group (related faces, not just copies)."""
+    size = f"{column}_size"
+    rows = meta[meta[size] > 1]
+    if mixed:
+        distinct = rows.groupby(column)["dup_group"].nunique()
+        rows = rows[rows[column].map(distinct) > 1]
+    sizes = rows[[column, size]].drop_duplicates()
+    ordered = sizes.sort_values([size, column], ascending=[False, True])
+    return ordered[column].head(count).tolist()
 
 
 def _second_pass(
@@ -257,12 +513,18 @@ def _second_pass(
     meta: pd.DataFrame,
     rejects: dict[str, tuple[str, str]],
     writer: DatasetWriter,
-    gallery_groups: list[str],
+    gallery_groups: set[str],
     progress: bool,
 ) -> dict[str, list[tuple[str, bytes]]]:
-    columns = ["label", "frame_hash", "face_hash", *GROUP_COLUMNS]
+    columns = [
+        "label",
+        "frame_hash",
+        "face_hash",
+        "related_group",
+        "related_group_size",
+        *GROUP_COLUMNS,
+    ]
     extra = meta[["id", *columns]].to_dict("records")
-    wanted = set(gallery_groups)
     gallery: dict[str, list[tuple[str, bytes]]] = {}
     position = 0
     total = len(meta) + len(rejects)
@@ -280,9 +542,8 @@ def _second_pass(
                     position += 1
                     added["label_index"] = CLASSES.index(added["label"])
                     writer.add({**row, **added}, row["id"])
-                    if added["dup_group"] in wanted:
-                        gallery.setdefault(added["dup_group"], []).append(
-                            (f"{row['source']} {added['label']}", row["image"]["bytes"])
-                        )
+                    caption = f"{row['source']} {added['label']}"
+                    for group in {added["dup_group"], added["related_group"]} & gallery_groups:
+                        gallery.setdefault(group, []).append((caption, row["image"]["bytes"]))
                 bar.update(batch.num_rows)
     return gallery

@@ -21,12 +21,17 @@ GROUP_COLUMNS = (
 
 
 def find_groups(
-    meta: pd.DataFrame, pairs: np.ndarray, duplicates: str, conflicts: str
+    meta: pd.DataFrame,
+    pairs: np.ndarray,
+    duplicates: str,
+    conflicts: str,
+    mirrored: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Group columns for each row of `meta` (id, label, pixel_hash, area, score).
 
-    Groups are the connected components of near-duplicate pairs plus identical pixel hashes, so
-    they are transitive. A group is named by its smallest id. The keeper is the member with the
+    Groups are the connected components of duplicate pairs plus identical pixel hashes, so
+    they are transitive. `mirrored` flags the pairs that matched only mirrored: a group with
+    one is of kind `mirror`, a group of identical pixels `exact`, any other `near`. A group is named by its smallest id. The keeper is the member with the
     largest original image, then the highest face score, then the smallest id, chosen among
     the members that survive the conflict policy.
     """
@@ -39,6 +44,9 @@ def find_groups(
     edges = np.concatenate([pairs.reshape(-1, 2), exact_edges.astype(np.int64)])
     graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
+    pairs = pairs.reshape(-1, 2)
+    flags = np.zeros(len(pairs), bool) if mirrored is None else np.asarray(mirrored, dtype=bool)
+    mirror_components = set(component[pairs[flags, 0]].tolist())
     frame = pd.DataFrame(
         {
             "component": component,
@@ -79,7 +87,12 @@ def find_groups(
 
     keep = eligible & (keeper | (duplicates == "keep"))
     reason = np.where(~eligible, "label_conflict", np.where(keep, "", "duplicate"))
-    kind = np.where(size == 1, "", np.where(distinct_pixels == 1, "exact", "near"))
+    has_mirror = np.isin(component, list(mirror_components))
+    kind = np.where(
+        size == 1,
+        "",
+        np.where(distinct_pixels == 1, "exact", np.where(has_mirror, "mirror", "near")),
+    )
     return pd.DataFrame(
         {
             "dup_group": group_name,
