@@ -124,10 +124,14 @@ def test_split_properties(rows, seed):
 @settings(max_examples=20, deadline=None)
 @given(grouped_rows(), st.integers(0, 2**32 - 1))
 def test_split_same_seed_same_result(rows, seed):
-    assert assign_splits(rows, RATIOS, seed, group_column="dup_group").equals(assign_splits(rows, RATIOS, seed, group_column="dup_group"))
+    assert assign_splits(rows, RATIOS, seed, group_column="dup_group").equals(
+        assign_splits(rows, RATIOS, seed, group_column="dup_group")
+    )
     shuffled = rows.sample(frac=1, random_state=1)
     assert (
-        assign_splits(shuffled, RATIOS, seed, group_column="dup_group").sort_index().equals(assign_splits(rows, RATIOS, seed, group_column="dup_group"))
+        assign_splits(shuffled, RATIOS, seed, group_column="dup_group")
+        .sort_index()
+        .equals(assign_splits(rows, RATIOS, seed, group_column="dup_group"))
     )
 
 

@@ -118,7 +118,9 @@ def dedup_sources(
     meta, words, views, rejects = _first_pass(crop_dirs, ingest_dirs, names, params, progress)
     bits = params.hash_size**2
     candidates, mirrored = candidate_pairs(words, params, bits)
-    decided = decide_pairs(meta, candidates, mirrored, crop_dirs, names, views, rejects, params)
+    decided = decide_pairs(
+        meta, candidates, mirrored, crop_dirs, ingest_dirs, names, views, rejects, params
+    )
     groups = find_groups(
         meta, decided.duplicates, params.duplicates, params.conflicts, decided.duplicate_mirrored
     )
@@ -332,12 +334,23 @@ def decide_pairs(
     candidates: np.ndarray,
     mirrored: np.ndarray,
     crop_dirs: Mapping[str, str | Path],
+    ingest_dirs: Mapping[str, str | Path],
     names: list[str],
     views: np.ndarray,
     rejects: Mapping[str, tuple[str, str]],
     params: DedupParams,
 ) -> Decisions:
-    """Duplicate or related, for every candidate pair."""
+    """Duplicate or related, for every candidate pair.
+
+    Identical pixels are duplicates. Two rows of one source naming the same subject are
+    related without a comparison (a lab set holds no re-encoded copies of its own frames, and
+    consecutive video frames can be closer than a JPEG copy); two naming different subjects
+    are different people. Every other candidate is
+    compared on its face views and its frame views; the better NCC decides. Duplicate pairs
+    are then joined strongest first, and a pair that would put two different photographs of
+    one subject into one duplicate group (a copy matching two near-identical frames) is
+    related instead.
+    """
     if len(candidates) == 0:
         empty = np.zeros((0, 2), np.int64)
         return Decisions(empty, np.zeros(0, bool), empty, np.zeros(0), 0)
@@ -349,79 +362,127 @@ def decide_pairs(
     known = pd.notna(subject[first]) & pd.notna(subject[second]) & (source[first] == source[second])
     same_subject = known & (subject[first] == subject[second])
     other_subject = known & (subject[first] != subject[second])
-    compare = ~identical & ~same_subject
+    # Rows of one source whose subjects are both known need no pixels: the same subject is
+    # related, two subjects are two people.
+    compare = ~identical & ~known
     similarity = np.full(len(candidates), np.nan)
     needed = np.unique(candidates[compare])
     if len(needed):
-        picture = _verification_views(crop_dirs, names, views, rejects, needed, params.workers)
-        index = {int(p): k for k, p in enumerate(needed)}
+        faces, frames = _verification_views(
+            crop_dirs, ingest_dirs, names, views, rejects, needed, params.workers
+        )
+        index = np.searchsorted(needed, candidates)
         rows = np.flatnonzero(compare)
         for start in range(0, len(rows), _PAIR_BATCH):
             chunk = rows[start : start + _PAIR_BATCH]
-            a = picture[[index[int(i)] for i in first[chunk]]]
-            b = picture[[index[int(j)] for j in second[chunk]]]
-            similarity[chunk] = pair_similarity(a, b, mirrored[chunk])
-    verified = compare & (similarity >= params.verify_ncc)
-    duplicate = identical | verified
-    # A pair can be a candidate both ways: it is a mirror duplicate only if not a direct one.
+            a, b = index[chunk, 0], index[chunk, 1]
+            similarity[chunk] = np.maximum(
+                pair_similarity(faces[a], faces[b], mirrored[chunk]),
+                pair_similarity(frames[a], frames[b], mirrored[chunk]),
+            )
+    strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
+    passed = identical | (compare & (similarity >= params.verify_ncc))
+    # One row per pair: a pair found both directly and mirrored keeps its better match.
     frame = pd.DataFrame(
-        {
-            "i": first,
-            "j": second,
-            "dup": duplicate,
-            "mirror": mirrored & verified,
-            "direct": duplicate & ~mirrored,
-        }
+        {"i": first, "j": second, "strength": strength, "passed": passed, "mirror": mirrored}
+    ).sort_values(
+        ["i", "j", "passed", "strength", "mirror"], ascending=[True, True, False, False, True]
     )
-    pair_stats = frame.groupby(["i", "j"], sort=True).agg(
-        dup=("dup", "any"), mirror=("mirror", "any"), direct=("direct", "any")
+    best = frame.drop_duplicates(["i", "j"])
+    keys = np.where(
+        pd.notna(meta["subject"]), meta["source"] + "\x00" + meta["subject"].astype(str), None
     )
-    dup = pair_stats[pair_stats["dup"]]
-    related = pair_stats[~pair_stats["dup"]]
-    related_keys = np.array(related.index.tolist(), dtype=np.int64).reshape(-1, 2)
+    passing = best[best["passed"]]
+    accepted = _join_without_conflicts(passing, keys, pixels)
+    dup = passing[accepted].sort_values(["i", "j"])
+    related = pd.concat([best[~best["passed"]], passing[~accepted]])
     # Two known, different subjects of one source are different people: no relation.
-    not_people = set(map(tuple, candidates[other_subject & ~duplicate].tolist()))
-    if not_people:
-        keep = np.array([tuple(k) not in not_people for k in related_keys.tolist()], dtype=bool)
-        related_keys = related_keys[keep]
+    size = len(meta)
+    different = candidates[other_subject]
+    pair_key = related["i"].to_numpy() * size + related["j"].to_numpy()
+    related = related[~np.isin(pair_key, different[:, 0] * size + different[:, 1])]
+    related = related.sort_values(["i", "j"])
     return Decisions(
-        np.array(dup.index.tolist(), dtype=np.int64).reshape(-1, 2),
-        (dup["mirror"] & ~dup["direct"]).to_numpy(),
-        related_keys,
+        dup[["i", "j"]].to_numpy(np.int64).reshape(-1, 2),
+        (dup["mirror"] & (dup["strength"] < 2.0)).to_numpy(),
+        related[["i", "j"]].to_numpy(np.int64).reshape(-1, 2),
         similarity,
         int(same_subject.sum()),
     )
 
 
+def _join_without_conflicts(
+    pairs: pd.DataFrame, keys: np.ndarray, pixels: np.ndarray
+) -> np.ndarray:
+    """Which duplicate pairs to join, strongest first, so that no group holds two different
+    photographs (pixel hashes) of one subject key."""
+    parent: dict[int, int] = {}
+    members: dict[int, dict[str, str]] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def subjects(x: int) -> dict[str, str]:
+        if x not in members:
+            members[x] = {} if keys[x] is None else {keys[x]: pixels[x]}
+        return members[x]
+
+    accepted = np.zeros(len(pairs), bool)
+    order = np.argsort(-pairs["strength"].to_numpy(), kind="stable")
+    first, second = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    for k in order:
+        a, b = root(int(first[k])), root(int(second[k]))
+        if a != b:
+            left, right = subjects(a), subjects(b)
+            if any(key in right and right[key] != pixel for key, pixel in left.items()):
+                continue
+            parent[b] = a
+            members[a] = {**right, **left}
+            members.pop(b, None)
+        accepted[k] = True
+    return accepted
+
+
 def _verification_views(
     crop_dirs: Mapping[str, str | Path],
+    ingest_dirs: Mapping[str, str | Path],
     names: list[str],
     views: np.ndarray,
     rejects: Mapping[str, tuple[str, str]],
     needed: np.ndarray,
     workers: int,
-) -> np.ndarray:
-    """Verification views of the rows at positions `needed` (sorted), streamed from the crops."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Face and frame verification views of the rows at positions `needed` (sorted),
+    streamed from the crop and ingest outputs."""
     wanted = set(needed.tolist())
-    out = np.zeros((len(needed), VIEW_SIDE, VIEW_SIDE), np.uint8)
+    faces = np.zeros((len(needed), VIEW_SIDE, VIEW_SIDE), np.uint8)
+    frames = np.zeros_like(faces)
     position, filled = 0, 0
     for name in names:
+        originals = _frames(ingest_dirs[name])
         for batch in iter_batches(crop_dirs[name], ["id", "image"], batch_size=_BATCH):
             items = []
             for row in batch.to_pylist():
                 if row["id"] in rejects:
                     continue
                 if position in wanted:
-                    items.append((row["image"]["bytes"], float(views[position])))
+                    frame = _frame_of(originals, row["id"], ingest_dirs[name])
+                    items.append((row["image"]["bytes"], float(views[position]), frame))
                 position += 1
-            for view in ordered_map(_view_of, items, workers, chunksize=256, serial_below=1024):
-                out[filled] = view
+            for face, frame in ordered_map(
+                _views_of, items, workers, chunksize=256, serial_below=1024
+            ):
+                faces[filled], frames[filled] = face, frame
                 filled += 1
-    return out
+    return faces, frames
 
 
-def _view_of(item: tuple[bytes, float]) -> np.ndarray:
-    return verification_view(*item)
+def _views_of(item: tuple[bytes, float, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    return verification_view(item[0], item[1]), verification_view(item[2])
 
 
 def related_groups(ids: pd.Series, pairs: np.ndarray) -> pd.DataFrame:

@@ -66,6 +66,18 @@ def pair_similarity(views_a: np.ndarray, views_b: np.ndarray, mirror: np.ndarray
     return best.numpy()
 
 
+def _box_sums(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Sums over every k x k window (stride 1) of (n, 1, h, w), from an integral image."""
+    integral = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    total = (
+        integral[..., k:, k:]
+        - integral[..., :-k, k:]
+        - integral[..., k:, :-k]
+        + integral[..., :-k, :-k]
+    )
+    return total.float()
+
+
 def _searched(centre: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     # One grouped convolution per scale: kernel k is pair k's centre, its input pair k's view.
     n = len(centre)
@@ -84,8 +96,8 @@ def _searched(centre: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         low = max(0, side // 2 - WINDOW // 2 - SHIFT)
         high = min(side - WINDOW, side // 2 - WINDOW // 2 + SHIFT)
         region = scaled[:, :, low : high + WINDOW, low : high + WINDOW]
-        sums = F.avg_pool2d(region, WINDOW, stride=1) * area
-        squares = F.avg_pool2d(region * region, WINDOW, stride=1) * area
+        sums = _box_sums(region, WINDOW)
+        squares = _box_sums(region * region, WINDOW)
         std = ((squares - sums * sums / area).clamp_min(0) / area).sqrt() + 1e-6
         correlation = F.conv2d(region.reshape(1, n, *region.shape[-2:]), kernel, groups=n)
         ncc = correlation.reshape(n, -1) / (std.reshape(n, -1) * area)

@@ -1,0 +1,175 @@
+"""Duplicates (the same photograph) versus related faces (another photograph of the same face)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fer.config import CropRuntime, IngestParams, SplitParams, parse_params
+from fer.crop import crop_source
+from fer.dataset import read_summary, read_table
+from fer.dedup import dedup_sources, related_groups
+from fer.dedup.verify import pair_similarity, verification_view
+from fer.ingest import ingest_source
+from fer.split import assign_splits, split_dataset, split_groups
+from tests.conftest import encode, face_like
+
+
+def _run(root: Path, sources: dict, crop_enabled: bool = False) -> Path:
+    raw = {
+        "sources": sources,
+        "crop": {"defaults": {"enabled": crop_enabled}},
+        "storage": {"shard_megabytes": 1},
+    }
+    params = parse_params(raw, root=root)
+    for name, source in params.sources.items():
+        ingest_source(source, IngestParams(workers=1), root / "ingest" / name, progress=False)
+        crop_source(
+            root / "ingest" / name,
+            params.crop[name],
+            CropRuntime(device="cpu"),
+            root / "crop" / name,
+            progress=False,
+        )
+    dedup_sources(
+        {n: root / "crop" / n for n in params.sources},
+        {n: root / "ingest" / n for n in params.sources},
+        params.dedup,
+        root / "dedup",
+        progress=False,
+    )
+    return root / "dedup"
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return encode(Image.fromarray(pixels), "PNG")
+
+
+def _asymmetric_face(seed: int) -> np.ndarray:
+    face = face_like(64, seed).astype(np.int16)
+    face[40:50, 10:30] -= 70  # a lopsided mouth: the mirror is another picture
+    return np.clip(face, 0, 255).astype(np.uint8)
+
+
+def test_a_face_and_its_mirror_are_mirror_duplicates(tmp_path):
+    face = _asymmetric_face(1)
+    raw = tmp_path / "raw"
+    for name, pixels in {
+        "a/happy/face.png": face,
+        "b/happy/mirrored.png": face[:, ::-1],
+        "a/sad/other.png": np.ascontiguousarray(np.rot90(_asymmetric_face(7))),
+    }.items():
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_bytes(_png(pixels))
+    out = _run(
+        tmp_path,
+        {
+            "a": {"format": "image_folder", "path": "raw/a"},
+            "b": {"format": "image_folder", "path": "raw/b"},
+        },
+    )
+    rows = read_table(out).to_pandas().set_index("id")
+    assert (
+        rows.loc["a/happy/face.png", "dup_group"] == rows.loc["b/happy/mirrored.png", "dup_group"]
+    )
+    assert rows.loc["a/happy/face.png", "dup_kind"] == "mirror"
+    assert rows.loc["a/sad/other.png", "dup_group_size"] == 1
+    assert read_summary(out)["mirror_pairs"] == 1
+
+
+def test_the_verifier_tells_a_copy_from_another_expression():
+    face = _asymmetric_face(3)
+    smiling = face.astype(np.int16)
+    smiling[40:50, 10:54] += 90  # the mouth changes, everything else is the same photo
+    smiling = np.clip(smiling, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(face).resize((48, 48)).save(buffer, "JPEG", quality=40)
+    views = [verification_view(_png(face)), verification_view(buffer.getvalue())]
+    views.append(verification_view(_png(smiling)))
+    scores = pair_similarity(
+        np.stack([views[0], views[0]]), np.stack([views[1], views[2]]), np.zeros(2, bool)
+    )
+    assert scores[0] >= 0.95 > scores[1]
+
+
+@pytest.fixture(scope="module")
+def ckplus(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Real CK+48 (981 posed faces, 123 subjects) through ingest, crop, dedup and split."""
+    root = tmp_path_factory.mktemp("ckplus")
+    with tarfile.open(shared_data / "ckplus48.tar.gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                label, name = member.name.split("/")[-2:]
+                target = root / "raw" / label / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+    source = {"format": "image_folder", "path": "raw", "filename_pattern": "ckplus48"}
+    out = _run(root, {"ck": source}, crop_enabled=True)
+    split_dataset(out, SplitParams(), root / "processed", progress=False)
+    return {
+        "dedup": read_table(out).to_pandas().set_index("id"),
+        "summary": read_summary(out),
+        "processed": read_table(root / "processed").to_pandas(),
+    }
+
+
+@pytest.mark.realdata
+def test_ckplus_frames_of_two_expressions_of_one_subject_are_related(ckplus):
+    rows = ckplus["dedup"]
+    happy, surprise = "ck/happy/S010_006_00000015.png", "ck/surprise/S010_002_00000014.png"
+    assert rows.loc[happy, "subject"] == rows.loc[surprise, "subject"] == "S010"
+    assert rows.loc[happy, "dup_group"] != rows.loc[surprise, "dup_group"]
+
+
+@pytest.mark.realdata
+def test_ckplus_keeps_its_photos_and_never_splits_a_subject(ckplus):
+    rows, processed = ckplus["dedup"], ckplus["processed"]
+    mapped = rows[rows["label"].notna()]
+    assert mapped["dedup_keep"].mean() >= 0.95
+    assert (rows.groupby("dup_group")["label"].nunique() == 1).all()  # no group mixes expressions
+    assert (processed.groupby("subject")["split"].nunique() == 1).all()
+    sequence = processed["id"].str.extract(r"(S\d+_\d+)_")[0]
+    assert (processed.groupby(sequence)["split"].nunique() == 1).all()
+    subjects = rows.index.str.extract(r"/(S\d+)_")[0].nunique()
+    assert ckplus["summary"]["subjects"] == subjects > 100
+
+
+@st.composite
+def _frames(draw):
+    n = draw(st.integers(2, 40))
+    labels = draw(st.lists(st.sampled_from(["happy", "sad", "fear"]), min_size=n, max_size=n))
+    subjects = draw(st.lists(st.sampled_from([None, "S1", "S2", "S3"]), min_size=n, max_size=n))
+    pairs = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=2 * n))
+    return n, labels, subjects, [(min(p), max(p)) for p in pairs if p[0] != p[1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(_frames(), st.integers(0, 5), st.booleans())
+def test_no_related_group_or_subject_straddles_splits(frames, seed, by_subject):
+    n, labels, subjects, pairs = frames
+    ids = pd.Series([f"s/{i:03d}" for i in range(n)])
+    related = related_groups(ids, np.array(pairs, np.int64).reshape(-1, 2))
+    rows = pd.DataFrame({"id": ids, "label": labels, "source": "s", "subject": subjects, **related})
+    rows["split_group"] = split_groups(rows, by_subject)
+    rows["split"] = assign_splits(rows, {"train": 0.8, "val": 0.1, "test": 0.1}, seed)
+    assert (rows.groupby("related_group")["split"].nunique() == 1).all()
+    if by_subject:
+        known = rows[rows["subject"].notna()]
+        assert (known.groupby("subject")["split"].nunique() == 1).all()
+
+
+def test_a_duplicate_group_with_two_labels_never_goes_on_unflagged(sample_pipeline):
+    rows = read_table(sample_pipeline / "dedup").to_pandas()
+    mixed = rows.groupby("dup_group")["label"].transform("nunique") > 1
+    assert mixed.any()
+    assert rows.loc[mixed, "label_conflict"].all()
+    going_on = rows[mixed & rows["dedup_keep"]]
+    assert (going_on.groupby("dup_group")["label"].nunique() == 1).all()
