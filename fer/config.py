@@ -170,11 +170,14 @@ class DedupParams(_Section):
     """Candidates: frame hashes within this Hamming distance, ..."""
     radius_face: NonNegativeInt = 8
     """... or face-view hashes within this one, ..."""
-    radius_both: NonNegativeInt = 10
+    radius_both: NonNegativeInt = 8
     """... or both within this wider one (two views agreeing); also mirrored."""
     verify_ncc: Annotated[float, Field(ge=-1, le=1)] = 0.95
     """A candidate is a duplicate when its aligned views correlate at least this well
-    (normalised cross-correlation); otherwise the two faces are related."""
+    (normalised cross-correlation), ..."""
+    relate_ncc: Annotated[float, Field(ge=-1, le=1)] = 0.90
+    """... and related (another photo of the same face) when at least this well; below it
+    the two are unrelated faces whose hashes happen to be close."""
     hash_margin: Fraction = 0.1
     """Cropped faces are hashed on their face box grown by this margin, so that sources
     cropped with different margins compare alike."""
@@ -191,6 +194,8 @@ class DedupParams(_Section):
 
     @model_validator(mode="after")
     def _radii_fit_the_hash(self) -> DedupParams:
+        if self.relate_ncc > self.verify_ncc:
+            raise ValueError("relate_ncc must not exceed verify_ncc")
         half = self.hash_size**2 // 2
         for key in ("radius_frame", "radius_face", "radius_both"):
             if getattr(self, key) >= half:

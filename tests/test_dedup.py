@@ -286,3 +286,18 @@ def test_gallery_and_stats(sample_dedup):
     with Image.open(root / GALLERY) as gallery:
         assert gallery.format == "PNG" and gallery.height > 200
     assert json.loads((root / "summary.json").read_text()) == read_summary(root)
+
+
+@pytest.mark.parametrize("n", [50, 3000])
+def test_pairs_between_two_sets_match_brute_force(n):
+    from fer.dedup.search import radius_pairs_between
+
+    rng = np.random.default_rng(n)
+    queries = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)
+    hashes = queries ^ (rng.random((n, 1)) < 0.5).astype(np.uint64) * np.uint64(0b1011)
+    hashes = np.concatenate([hashes, rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)])
+    found = radius_pairs_between(queries, hashes, 6, 64)
+    dist = hamming(queries[:, None, :], hashes[None, :, :])
+    expected = np.argwhere(dist <= 6)
+    assert np.array_equal(found, expected[np.lexsort((expected[:, 1], expected[:, 0]))])
+    assert len(found) >= n

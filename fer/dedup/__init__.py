@@ -32,7 +32,7 @@ from tqdm import tqdm
 from fer.config import DedupParams
 from fer.dataset import DEDUP_SCHEMA, DatasetWriter, count_rows, iter_batches, iter_rows
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
-from fer.dedup.search import hamming, radius_pairs
+from fer.dedup.search import hamming, radius_pairs, radius_pairs_between
 from fer.dedup.verify import VIEW_SIDE, pair_similarity, verification_view
 from fer.errors import FerDataError
 from fer.hashing import hash_arrays, hash_hex, hashing_input
@@ -145,6 +145,7 @@ def dedup_sources(
             "radius_face": params.radius_face,
             "radius_both": params.radius_both,
             "verify_ncc": params.verify_ncc,
+            "relate_ncc": params.relate_ncc,
         },
         count_columns=("label", "source"),
     ) as writer:
@@ -168,20 +169,12 @@ def candidate_pairs(
     A mirrored candidate compares i's views with j's mirrored views; a pair can be both.
     """
     radii = (params.radius_frame, params.radius_face, params.radius_both)
-    n = len(words["frame"])
     direct = near_pairs(words["frame"], words["face"], *radii, bits)
-    both = near_pairs(
-        np.concatenate([words["frame"], words["frame_mirror"]]),
-        np.concatenate([words["face"], words["face_mirror"]]),
-        *radii,
-        bits,
+    mirror = near_pairs(
+        words["frame"], words["face"], *radii, bits, words["frame_mirror"], words["face_mirror"]
     )
-    across = both[(both[:, 0] < n) & (both[:, 1] >= n)]
-    first, second = across[:, 0], across[:, 1] - n
-    mirror = np.unique(
-        np.stack([np.minimum(first, second), np.maximum(first, second)], axis=1)[first != second],
-        axis=0,
-    ).reshape(-1, 2)
+    mirror = mirror[mirror[:, 0] != mirror[:, 1]]
+    mirror = np.unique(np.sort(mirror, axis=1), axis=0).reshape(-1, 2)
     pairs = np.concatenate([direct.reshape(-1, 2), mirror])
     flags = np.concatenate([np.zeros(len(direct), bool), np.ones(len(mirror), bool)])
     return pairs.astype(np.int64), flags
@@ -194,16 +187,26 @@ def near_pairs(
     radius_face: int,
     radius_both: int,
     bits: int,
+    other_frames: np.ndarray | None = None,
+    other_faces: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pairs whose frame hashes are within `radius_frame`, or face hashes within
-    `radius_face`, or both within `radius_both`."""
-    by_frame = radius_pairs(frame_words, max(radius_frame, radius_both), bits)
-    by_face = radius_pairs(face_words, max(radius_face, radius_both), bits)
+    `radius_face`, or both within `radius_both`; with `other_*`, pairs (i, j) between row i
+    and row j of the other words (its mirrored views), i == j included."""
+    if other_frames is None or other_faces is None:
+        by_frame = radius_pairs(frame_words, max(radius_frame, radius_both), bits)
+        by_face = radius_pairs(face_words, max(radius_face, radius_both), bits)
+        other_frames, other_faces = frame_words, face_words
+    else:
+        by_frame = radius_pairs_between(
+            frame_words, other_frames, max(radius_frame, radius_both), bits
+        )
+        by_face = radius_pairs_between(face_words, other_faces, max(radius_face, radius_both), bits)
     candidates = np.unique(np.concatenate([by_frame, by_face]).reshape(-1, 2), axis=0)
     if len(candidates) == 0:
         return candidates
-    frame_distance = hamming(frame_words[candidates[:, 0]], frame_words[candidates[:, 1]])
-    face_distance = hamming(face_words[candidates[:, 0]], face_words[candidates[:, 1]])
+    frame_distance = hamming(frame_words[candidates[:, 0]], other_frames[candidates[:, 1]])
+    face_distance = hamming(face_words[candidates[:, 0]], other_faces[candidates[:, 1]])
     close = (
         (frame_distance <= radius_frame)
         | (face_distance <= radius_face)
@@ -346,7 +349,8 @@ def decide_pairs(
     related without a comparison (a lab set holds no re-encoded copies of its own frames, and
     consecutive video frames can be closer than a JPEG copy); two naming different subjects
     are different people. Every other candidate is
-    compared on its face views and its frame views; the better NCC decides. Duplicate pairs
+    compared on its face views and its frame views; the better NCC decides: `verify_ncc` or
+    more is a duplicate, `relate_ncc` or more related, less nothing. Duplicate pairs
     are then joined strongest first, and a pair that would put two different photographs of
     one subject into one duplicate group (a copy matching two near-identical frames) is
     related instead.
@@ -395,7 +399,8 @@ def decide_pairs(
     passing = best[best["passed"]]
     accepted = _join_without_conflicts(passing, keys, pixels)
     dup = passing[accepted].sort_values(["i", "j"])
-    related = pd.concat([best[~best["passed"]], passing[~accepted]])
+    close = best["strength"] >= params.relate_ncc
+    related = pd.concat([best[~best["passed"] & close], passing[~accepted]])
     # Two known, different subjects of one source are different people: no relation.
     size = len(meta)
     different = candidates[other_subject]

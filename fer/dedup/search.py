@@ -15,7 +15,7 @@ from itertools import combinations, pairwise
 
 import numpy as np
 
-__all__ = ["brute_force_pairs", "hamming", "radius_pairs"]
+__all__ = ["brute_force_pairs", "hamming", "radius_pairs", "radius_pairs_between"]
 
 _MAX_CHUNK_BITS = 26  # bucket index arrays of 2^26 int32 stay under 256 MiB
 
@@ -41,38 +41,70 @@ def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 2048) -> np.
 def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 16384) -> np.ndarray:
     """Every (i, j), i < j, with Hamming distance <= radius, as a sorted (p, 2) int64 array."""
     hashes = np.ascontiguousarray(np.atleast_2d(hashes), dtype=np.uint64)
-    n = len(hashes)
-    if n < 2:
+    if len(hashes) < 2:
         return np.zeros((0, 2), np.int64)
-    chunks = _choose_chunks(n, bits, radius)
+    chunks = _choose_chunks(len(hashes), bits, radius)
     if chunks is None:
         return brute_force_pairs(hashes, radius)
-    bit_matrix = _bits(hashes, bits)
+    return _multi_index(hashes, hashes, radius, bits, chunks, block, same=True)
+
+
+def radius_pairs_between(
+    queries: np.ndarray, hashes: np.ndarray, radius: int, bits: int, block: int = 16384
+) -> np.ndarray:
+    """Every (q, h) with distance(queries[q], hashes[h]) <= radius, sorted (p, 2) int64."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.uint64)
+    hashes = np.ascontiguousarray(np.atleast_2d(hashes), dtype=np.uint64)
+    if len(queries) == 0 or len(hashes) == 0:
+        return np.zeros((0, 2), np.int64)
+    chunks = _choose_chunks(max(len(queries), len(hashes)), bits, radius)
+    if chunks is None:
+        found = []
+        for start in range(0, len(queries), 2048):
+            dist = hamming(queries[start : start + 2048, None, :], hashes[None, :, :])
+            i, j = np.nonzero(dist <= radius)
+            found.append(np.stack([i + start, j], axis=1))
+        return _sorted_pairs(found)
+    return _multi_index(queries, hashes, radius, bits, chunks, block, same=False)
+
+
+def _multi_index(
+    queries: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+    bits: int,
+    chunks: int,
+    block: int,
+    same: bool,
+) -> np.ndarray:
+    index_bits, query_bits = _bits(hashes, bits), _bits(queries, bits)
     found = []
     boundaries = np.linspace(0, bits, chunks + 1).round().astype(int)
     per_chunk_radius = radius // chunks
     for lo, hi in pairwise(boundaries):
         width = int(hi - lo)
         weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
-        values = bit_matrix[:, lo:hi].astype(np.int64) @ weights
+        values = index_bits[:, lo:hi].astype(np.int64) @ weights
+        query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
         order = np.argsort(values, kind="stable").astype(np.int64)
         counts = np.bincount(values, minlength=1 << width)
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         masks = _masks(width, per_chunk_radius)
-        for first in range(0, n, block):
-            queries = np.arange(first, min(n, first + block), dtype=np.int64)
-            probes = values[queries, None] ^ masks[None, :]
+        for first in range(0, len(queries), block):
+            batch = np.arange(first, min(len(queries), first + block), dtype=np.int64)
+            probes = query_values[batch, None] ^ masks[None, :]
             lo_pos, hi_pos = starts[probes], starts[probes + 1]
             sizes = (hi_pos - lo_pos).ravel()
             total = int(sizes.sum())
             if total == 0:
                 continue
-            query_of = np.repeat(np.repeat(queries, len(masks)), sizes)
+            query_of = np.repeat(np.repeat(batch, len(masks)), sizes)
             within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
             other = order[np.repeat(lo_pos.ravel(), sizes) + within]
-            keep = other > query_of
-            query_of, other = query_of[keep], other[keep]
-            close = hamming(hashes[query_of], hashes[other]) <= radius
+            if same:
+                keep = other > query_of
+                query_of, other = query_of[keep], other[keep]
+            close = hamming(queries[query_of], hashes[other]) <= radius
             found.append(np.stack([query_of[close], other[close]], axis=1))
     return _sorted_pairs(found)
 
