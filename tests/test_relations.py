@@ -127,6 +127,9 @@ def test_ckplus_frames_of_two_expressions_of_one_subject_are_related(ckplus):
     happy, surprise = "ck/happy/S010_006_00000015.png", "ck/surprise/S010_002_00000014.png"
     assert rows.loc[happy, "subject"] == rows.loc[surprise, "subject"] == "S010"
     assert rows.loc[happy, "dup_group"] != rows.loc[surprise, "dup_group"]
+    frames = [f"ck/happy/S010_006_000000{n}.png" for n in (13, 14, 15)]
+    assert rows.loc[frames, "related_group"].nunique() == 1  # one face, three photos: related
+    assert rows.loc[frames, "dup_group"].nunique() == 3  # ... and none a duplicate
 
 
 @pytest.mark.realdata

@@ -387,8 +387,16 @@ def decide_pairs(
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
     passed = identical | (compare & (similarity >= params.verify_ncc))
     # One row per pair: a pair found both directly and mirrored keeps its better match.
+    close = same_subject | (compare & (similarity >= params.relate_ncc))
     frame = pd.DataFrame(
-        {"i": first, "j": second, "strength": strength, "passed": passed, "mirror": mirrored}
+        {
+            "i": first,
+            "j": second,
+            "strength": strength,
+            "passed": passed,
+            "close": close,
+            "mirror": mirrored,
+        }
     ).sort_values(
         ["i", "j", "passed", "strength", "mirror"], ascending=[True, True, False, False, True]
     )
@@ -399,8 +407,7 @@ def decide_pairs(
     passing = best[best["passed"]]
     accepted = _join_without_conflicts(passing, keys, pixels)
     dup = passing[accepted].sort_values(["i", "j"])
-    close = best["strength"] >= params.relate_ncc
-    related = pd.concat([best[~best["passed"] & close], passing[~accepted]])
+    related = pd.concat([best[~best["passed"] & best["close"]], passing[~accepted]])
     # Two known, different subjects of one source are different people: no relation.
     size = len(meta)
     different = candidates[other_subject]
