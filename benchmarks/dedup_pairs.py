@@ -208,6 +208,8 @@ def report(rows: pd.DataFrame, copies: dict[str, str], title: str) -> None:
         for row_id, name in group.items():
             members[name].add(row_id)
         for copy_id, original_id in copies.items():
+            if original_id not in group:
+                continue  # the original's label is dropped on purpose (CK+48 contempt)
             kind = copy_id.split("/")[-1].rsplit("_", 1)[0]
             origin = "ck" if original_id.startswith("ckplus") else "fer"
             hit = copy_id in group and original_id in group and group[copy_id] == group[original_id]
