@@ -35,7 +35,7 @@ from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.search import hamming, radius_pairs, radius_pairs_between
 from fer.dedup.verify import VIEW_SIDE, pair_similarity, verification_view
 from fer.errors import FerDataError
-from fer.hashing import hash_arrays, hash_hex, hashing_input
+from fer.hashing import hash_arrays, hash_hex, hash_size_of, hashing_input
 from fer.labels import CLASSES
 from fer.parallel import ordered_map
 
@@ -55,7 +55,11 @@ GALLERY = "duplicates.png"
 RELATED_GALLERY = "related.png"
 _BATCH = 4096
 _PAIR_BATCH = 512
-_HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror")
+_HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
+_SHIFT_SIDE = 0.94
+_SHIFT_ANCHORS = ((0.5, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+"""Sub-windows hashed per frame (side 94 %, centred and in each corner): a copy re-cropped
+by a few percent matches one of them far better than the whole frame."""
 _RECORD_COLUMNS = (
     "id",
     "source",
@@ -175,6 +179,17 @@ def candidate_pairs(
     )
     mirror = mirror[mirror[:, 0] != mirror[:, 1]]
     mirror = np.unique(np.sort(mirror, axis=1), axis=0).reshape(-1, 2)
+    # Re-crops: a frame against the sub-windows of every other frame (direct and mirrored).
+    variants = len(_SHIFT_ANCHORS)
+    for key, flag in (("shifted", False), ("shifted_mirror", True)):
+        found = radius_pairs_between(words["frame"], words[key], params.radius_frame, bits)
+        found[:, 1] //= variants
+        found = found[found[:, 0] != found[:, 1]]
+        found = np.unique(np.sort(found, axis=1), axis=0).reshape(-1, 2)
+        if flag:
+            mirror = np.unique(np.concatenate([mirror, found]), axis=0)
+        else:
+            direct = np.unique(np.concatenate([direct.reshape(-1, 2), found]), axis=0)
     pairs = np.concatenate([direct.reshape(-1, 2), mirror])
     flags = np.concatenate([np.zeros(len(direct), bool), np.ones(len(mirror), bool)])
     return pairs.astype(np.int64), flags
@@ -221,12 +236,21 @@ def _frames(folder: str | Path) -> Iterator[tuple[str, bytes]]:
 
 
 def _hash_inputs(item: tuple[bytes, bytes, float], method: str, size: int) -> np.ndarray:
+    """The hash inputs of one row: frame, face view, and the frame's shifted sub-windows."""
     frame, face, view = item
-    with Image.open(io.BytesIO(frame)) as image:
-        frame_input = hashing_input(image, method, size)
+    with Image.open(io.BytesIO(frame)) as decoded:
+        image = decoded.convert("L")
+    inputs = [hashing_input(image, method, size)]
+    # One resize to a canvas 1/0.94 larger; each sub-window is then an exact crop of it.
+    width, height = hash_size_of(method, size)
+    wide_w, wide_h = round(width / _SHIFT_SIDE), round(height / _SHIFT_SIDE)
+    wide = np.asarray(image.resize((wide_w, wide_h), Image.Resampling.LANCZOS))
+    for fx, fy in _SHIFT_ANCHORS:
+        left, top = round((wide_w - width) * fx), round((wide_h - height) * fy)
+        inputs.append(wide[top : top + height, left : left + width])
     with Image.open(io.BytesIO(face)) as image:
-        face_input = hashing_input(image, method, size, view)
-    return np.stack([frame_input, face_input])
+        inputs.insert(1, hashing_input(image, method, size, view))
+    return np.stack(inputs)
 
 
 def _first_pass(
@@ -282,11 +306,14 @@ def _first_pass(
                         )
                     )
                     frames, faces = inputs[:, 0], inputs[:, 1]
+                    shifted = inputs[:, 2:].reshape(-1, *inputs.shape[2:])  # row-major
                     for key, stack in (
                         ("frame", frames),
                         ("frame_mirror", frames[:, :, ::-1]),
                         ("face", faces),
                         ("face_mirror", faces[:, :, ::-1]),
+                        ("shifted", shifted),
+                        ("shifted_mirror", shifted[:, :, ::-1]),
                     ):
                         words[key].append(hash_arrays(stack, params.hash, params.hash_size))
                 bar.update(batch.num_rows)
