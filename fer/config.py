@@ -143,8 +143,9 @@ class CropSettings(_Section):
     """Rotate so the eyes are level (similarity transform from the landmarks)."""
     no_face: Literal["keep", "drop", "source_box"] = "keep"
     """keep the original flagged, drop it as a counted reject, or crop the source's box."""
-    border: Literal["edge", "black"] = "edge"
-    """How crop areas outside the frame are filled: edge (replicate) or black."""
+    border: Literal["fit", "edge", "black"] = "fit"
+    """fit: shift, then shrink, the window to lie inside the frame (no synthesized pixels);
+    edge (replicate) or black fill what lies outside."""
 
 
 class _CropSection(_Section):

@@ -85,6 +85,8 @@ CROP_SCHEMA = pa.schema(
         pa.field("crop_landmarks", pa.list_(pa.float32())),
         pa.field("crop_angle", pa.float32()),
         pa.field("crop_window", WINDOW_TYPE),
+        pa.field("crop_margin", pa.float32()),
+        pa.field("crop_synthesized", pa.float32()),
     ]
 )
 DEDUP_SCHEMA = pa.schema(

@@ -58,6 +58,7 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
             for column in _STATUS_COLUMNS
             if column in names
         },
+        "synthesized_pixel_share": _synthesized(path),
         "rejected": _nested(
             zip(
                 rejects.column("source").to_pylist(),
@@ -66,6 +67,18 @@ def collect_stats(path: str | Path) -> dict[str, Any]:
             )
         ),
         "summary": summary,
+    }
+
+
+def _synthesized(path: Path) -> dict[str, float]:
+    """Per source, the mean share of crop output pixels that lie outside the original frame."""
+    table = read_table(path, columns=["source", "crop_synthesized"])
+    if "crop_synthesized" not in table.column_names:
+        return {}
+    frame = table.to_pandas().dropna()
+    return {
+        str(k): round(float(v), 4)
+        for k, v in frame.groupby("source")["crop_synthesized"].mean().items()
     }
 
 
@@ -125,6 +138,9 @@ def render_stats(collected: Sequence[dict[str, Any]]) -> None:
         for column, counts in stats["statuses"].items():
             statuses = sorted({k for per_source in counts.values() for k in per_source})
             console.print(_matrix(Table, None, column, counts, statuses))
+        if stats["synthesized_pixel_share"]:
+            shares = ", ".join(f"{k} {v:.1%}" for k, v in stats["synthesized_pixel_share"].items())
+            console.print(f"synthesized crop pixels (outside the original frame): {shares}")
         _render_dedup(console, stats["summary"])
         if stats["rejected"]:
             reasons = sorted({r for per in stats["rejected"].values() for r in per})

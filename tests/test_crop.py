@@ -264,3 +264,69 @@ def test_crop_window_margin_and_angle():
     window = crop_window(np.array([10, 20, 50, 80]), 0.25, np.array([[0, 0], [10, 10]]), align=True)
     assert (window.cx, window.cy, window.side) == (30.0, 50.0, 90.0)
     assert window.angle == pytest.approx(45.0)
+
+
+# Windows that stay inside the frame (border: fit) and bytes that survive float noise ---------
+
+
+def test_fit_moves_then_shrinks_the_window_inside_the_frame():
+    from fer.crop.geometry import fit_window, synthesized_share
+
+    near_edge = CropWindow(cx=5.0, cy=30.0, side=20.0, angle=0.0)
+    fitted = fit_window(near_edge, 60, 40)
+    assert (fitted.cx, fitted.cy, fitted.side) == (10.0, 30.0, 20.0)  # shifted, not shrunk
+    assert synthesized_share(near_edge, 60, 40) == pytest.approx(0.25)
+    assert synthesized_share(fitted, 60, 40) == 0.0
+    too_big = fit_window(CropWindow(cx=24.0, cy=24.0, side=58.0, angle=0.0), 48, 48)
+    assert (too_big.cx, too_big.cy, too_big.side) == (24.0, 24.0, 48.0)
+    rotated = fit_window(CropWindow(cx=24.0, cy=24.0, side=40.0, angle=30.0), 48, 48)
+    half = rotated.side / 2 * (math.cos(math.radians(30)) + math.sin(math.radians(30)))
+    assert half == pytest.approx(24.0) and synthesized_share(rotated, 48, 48) == 0.0
+
+
+def test_a_face_at_the_frame_edge_gets_a_window_inside_the_frame(tmp_path, lfw):
+    face = _resize(lfw[3], 48)
+    summary, rows, _ = _crop(tmp_path, {"face_0": face}, CropSettings(pad=0.17, margin=0.4))
+    row = rows["face_0"]
+    window = row["crop_window"]
+    assert row["crop_status"] == "ok"
+    assert window["cx"] - window["side"] / 2 >= -1e-3
+    assert window["cx"] + window["side"] / 2 <= 48 + 1e-3
+    assert window["cy"] - window["side"] / 2 >= -1e-3
+    assert window["cy"] + window["side"] / 2 <= 48 + 1e-3
+    assert row["crop_synthesized"] == 0.0 and summary["synthesized_pixel_share"] == 0.0
+    assert row["crop_margin"] < 0.4  # the window was shrunk to fit; the margin it really got
+    _, edge_rows, _ = _crop(
+        tmp_path / "edge", {"face_0": face}, CropSettings(pad=0.17, margin=0.4, border="edge")
+    )
+    assert edge_rows["face_0"]["crop_synthesized"] > 0
+
+
+def test_detector_noise_below_the_grid_gives_identical_bytes(tmp_path, lfw, monkeypatch):
+    from fer.crop import detector as detector_module
+
+    images = {f"face_{i}": _resize(lfw[i], 64) for i in range(8)}
+    src = make_dataset(tmp_path / "in", images)
+    crop_source(src, CropSettings(pad=0.17, align=True), RUNTIME, tmp_path / "a", progress=False)
+    original = detector_module.FaceDetector.detect
+
+    def noisy(self, batch):
+        import dataclasses
+
+        found = original(self, batch)
+        rng = np.random.default_rng(0)
+
+        def jitter(values, size):
+            return values + rng.uniform(-size, size, values.shape).astype(values.dtype)
+
+        return dataclasses.replace(
+            found,
+            boxes=jitter(found.boxes, 1e-4),
+            landmarks=jitter(found.landmarks, 1e-4),
+            scores=jitter(found.scores, 1e-6),
+        )
+
+    monkeypatch.setattr(detector_module.FaceDetector, "detect", noisy)
+    crop_source(src, CropSettings(pad=0.17, align=True), RUNTIME, tmp_path / "b", progress=False)
+    for name in ("part-00000.parquet", "summary.json", CONTACT_SHEET):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -16,7 +16,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from fer.config import CropRuntime, CropSettings
-from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
+from fer.crop.geometry import (
+    CropWindow,
+    crop_window,
+    cut_crop,
+    fit_window,
+    quantise,
+    select_face,
+    synthesized_share,
+)
 from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, iter_batches, read_summary
 from fer.device import resolve_device
 from fer.images import encode_png
@@ -65,6 +73,7 @@ def crop_source(
             device=resolve_device(runtime.device, "crop.runtime.device"),
         )
     by_label: dict[str, Counter[str]] = defaultdict(Counter)
+    synthesized: list[float] = []
     sheet = _SheetCollector()
     total = count_rows(in_dir)
     with (
@@ -83,6 +92,8 @@ def crop_source(
             rows = batch.to_pylist()
             for item in _process(rows, settings, runtime, detector):
                 by_label[item.row["source_label"]][item.status] += 1
+                if "crop_synthesized" in item.extra:
+                    synthesized.append(item.extra["crop_synthesized"])
                 sheet.offer(item)
                 locator = item.row["id"]
                 if item.status in _NOT_FOUND and settings.no_face == "drop":
@@ -98,6 +109,11 @@ def crop_source(
                 "status_by_label": {
                     k: dict(sorted(v.items())) for k, v in sorted(by_label.items())
                 },
+                "border": settings.border,
+                "synthesized_pixel_share": round(float(np.mean(synthesized)), 4)
+                if synthesized
+                else 0.0,
+                "crops_with_synthesized_pixels": int(np.count_nonzero(synthesized)),
                 "found_rate_by_label": {
                     k: round(v["ok"] / max(1, sum(v.values())), 4)
                     for k, v in sorted(by_label.items())
@@ -165,7 +181,11 @@ def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
                 mine = found.image == index
                 boxes = (found.boxes[mine] - item.offset) / item.scale
                 landmarks = (found.landmarks[mine] - item.offset) / item.scale
-                item.faces = (np.round(boxes, 2), found.scores[mine], np.round(landmarks, 2))
+                item.faces = (
+                    quantise(boxes),
+                    np.round(found.scores[mine].astype(np.float64), 4),
+                    quantise(landmarks),
+                )
                 item.detector_input = None
 
 
@@ -174,6 +194,7 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
     height, width = item.pixels.shape[:2]
     item.extra["crop_faces"] = len(boxes)
     window: CropWindow | None = None
+    face_side = 0.0
     if len(boxes):
         best = select_face(boxes, scores, width, height, settings.select)
         box, score, points = boxes[best], float(scores[best]), landmarks[best]
@@ -190,6 +211,7 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
         if score >= settings.min_score:
             item.status = "ok"
             window = crop_window(box, settings.margin, points, settings.align)
+            face_side = float(max(box[2] - box[0], box[3] - box[1]))
         else:
             item.status = "low_score"
             item.detail = f"best face score {score:.3f} < min_score {settings.min_score}"
@@ -199,10 +221,15 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
     if window is None and settings.no_face == "source_box" and source_box:
         x, y, w, h = (source_box[k] for k in "xywh")
         window = crop_window(np.array([x, y, x + w, y + h]), settings.margin)
+        face_side = float(max(w, h))
         item.status = "source_box"
     if window is None:
         return
+    if settings.border == "fit":
+        window = fit_window(window, width, height)
     crop = cut_crop(item.pixels, window, settings.output_size, settings.border)
+    item.extra["crop_margin"] = round((window.side / face_side - 1) / 2, 4) if face_side else None
+    item.extra["crop_synthesized"] = round(synthesized_share(window, width, height), 4)
     item.extra["crop_angle"] = window.angle
     item.extra["crop_window"] = {
         "cx": window.cx,

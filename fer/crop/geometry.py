@@ -8,7 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["CropWindow", "crop_window", "cut_crop", "select_face"]
+__all__ = [
+    "CropWindow",
+    "crop_window",
+    "cut_crop",
+    "fit_window",
+    "quantise",
+    "select_face",
+    "synthesized_share",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,38 @@ def crop_window(
     return CropWindow((x1 + x2) / 2, (y1 + y2) / 2, max(side, 1.0), round(angle, 3))
 
 
+def quantise(values: np.ndarray, step: float = 0.125) -> np.ndarray:
+    """Detector coordinates on a 1/8 px grid: float noise between machines (a box moved by
+    1e-4 px) no longer changes which pixels are cut, so crop bytes reproduce."""
+    return np.round(np.asarray(values, dtype=np.float64) / step) * step
+
+
+def _half_extent(window: CropWindow) -> float:
+    theta = math.radians(window.angle)
+    return window.side / 2 * (abs(math.cos(theta)) + abs(math.sin(theta)))
+
+
+def fit_window(window: CropWindow, width: int, height: int) -> CropWindow:
+    """The window shifted, then shrunk if it must be, to lie inside a width x height frame,
+    so that no output pixel is synthesized."""
+    half = _half_extent(window)
+    limit = min(width, height) / 2
+    side = window.side if half <= limit else window.side * limit / half
+    half = min(half, limit)
+    cx = min(max(window.cx, half), width - half)
+    cy = min(max(window.cy, half), height - half)
+    return CropWindow(cx, cy, max(side, 1.0), window.angle)
+
+
+def synthesized_share(window: CropWindow, width: int, height: int) -> float:
+    """Share of the window's area outside the frame (exact for unrotated windows, the
+    rotated window's bounding square otherwise)."""
+    half = _half_extent(window)
+    overlap_x = max(0.0, min(window.cx + half, width) - max(window.cx - half, 0.0))
+    overlap_y = max(0.0, min(window.cy + half, height) - max(window.cy - half, 0.0))
+    return max(0.0, 1.0 - overlap_x * overlap_y / (2 * half) ** 2)
+
+
 def cut_crop(
     pixels: np.ndarray, window: CropWindow, output_size: int | None, border: str
 ) -> np.ndarray:
@@ -73,13 +113,11 @@ def cut_crop(
     overflow = max(
         0.0, -min(corners_x), -min(corners_y), max(corners_x) - width, max(corners_y) - height
     )
-    pad = math.ceil(overflow) + 2 if overflow > 0 else 0
+    pad = math.ceil(overflow) + 2 if overflow > 1e-6 else 0
     if pad:
         widths = ((pad, pad), (pad, pad)) + (((0, 0),) if image.ndim == 3 else ())
-        if border == "edge":
-            image = np.pad(image, widths, mode="edge")
-        else:
-            image = np.pad(image, widths, mode="constant")
+        mode = "constant" if border == "black" else "edge"
+        image = np.pad(image, widths, mode=mode)
     source = Image.fromarray(image)
     result = source.transform(
         (out, out),

@@ -84,9 +84,7 @@ def _box_sums(x: torch.Tensor, k: int) -> torch.Tensor:
     return total.float()
 
 
-def _searched(
-    centre: torch.Tensor, views: torch.Tensor, scales: tuple[float, ...]
-) -> torch.Tensor:
+def _searched(centre: torch.Tensor, views: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
     # One grouped convolution per scale: kernel k is pair k's centre, its input pair k's view.
     n = len(centre)
     kernel = centre.unsqueeze(1)  # (n, 1, W, W)
