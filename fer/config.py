@@ -51,7 +51,16 @@ __all__ = [
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 CROP_SELECTIONS = ("largest_score", "largest", "score", "center")
 CROP_NO_FACE_POLICIES = ("keep", "drop", "source_box")
-CROP_STATUSES = ("ok", "no_face", "low_score", "too_small", "source_box", "skipped")
+CROP_STATUSES = (
+    "ok",
+    "frame_face",
+    "no_face",
+    "low_score",
+    "too_small",
+    "source_box",
+    "skipped",
+)
+FRAME_FACE_SCORE = 0.7
 _TOP_LEVEL = (
     "ingest",
     "storage",
@@ -143,6 +152,10 @@ class CropSettings(_Section):
     """Rotate so the eyes are level (similarity transform from the landmarks)."""
     no_face: Literal["keep", "drop", "source_box"] = "keep"
     """keep the original flagged, drop it as a counted reject, or crop the source's box."""
+    frame_face_score: Fraction | None = FRAME_FACE_SCORE
+    """When MTCNN finds no face, the whole frame is scored by its O-net; at least this score
+    keeps it as a face (`crop_status: frame_face`), for sources of tight face crops. null
+    turns the check off."""
     border: Literal["fit", "edge", "black"] = "fit"
     """fit: shift, then shrink, the window to lie inside the frame (no synthesized pixels);
     edge (replicate) or black fill what lies outside."""
@@ -216,7 +229,7 @@ class BalanceParams(_Section):
     """proportional: sources in proportion to their size; prefer: `prefer` order first."""
     prefer: _tuple_of(str) = ()
     exclude_crop_status: _tuple_of(
-        Literal["ok", "no_face", "low_score", "too_small", "source_box", "skipped"]
+        Literal["ok", "frame_face", "no_face", "low_score", "too_small", "source_box", "skipped"]
     ) = ("no_face", "too_small")
     """Rows whose crop found no usable face are left out (counted) unless removed here."""
 

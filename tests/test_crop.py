@@ -330,3 +330,25 @@ def test_detector_noise_below_the_grid_gives_identical_bytes(tmp_path, lfw, monk
     crop_source(src, CropSettings(pad=0.17, align=True), RUNTIME, tmp_path / "b", progress=False)
     for name in ("part-00000.parquet", "summary.json", CONTACT_SHEET):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, lfw, monkeypatch):
+    from fer.crop import detector as detector_module
+
+    def finds_nothing(self, batch):
+        return detector_module.Detections(
+            np.zeros(0, np.int64),
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros((0, 5, 2), np.float32),
+        )
+
+    monkeypatch.setattr(detector_module.FaceDetector, "detect", finds_nothing)
+    noise = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    images = {"face_0": _resize(lfw[5], 48), "other_0": noise}
+    summary, rows, _ = _crop(tmp_path, images, CropSettings(pad=0.17))
+    assert rows["face_0"]["crop_status"] == "frame_face"
+    assert rows["face_0"]["crop_score"] >= 0.7 and rows["face_0"]["crop_synthesized"] == 0.0
+    assert rows["other_0"]["crop_status"] == "no_face"
+    _, off, _ = _crop(tmp_path / "off", images, CropSettings(pad=0.17, frame_face_score=None))
+    assert off["face_0"]["crop_status"] == "no_face"

@@ -47,6 +47,8 @@ class _Prepared:
     scale: float = 1.0
     offset: int = 0
     faces: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    frame_score: float | None = None
+    frame_box: np.ndarray | None = None
     status: str = ""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +167,10 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     canvas = np.full((canvas_h, canvas_w, 3), _PAD_GRAY, dtype=np.uint8)
     canvas[offset : offset + rgb.shape[0], offset : offset + rgb.shape[1]] = rgb
     item.detector_input, item.scale, item.offset = canvas, rgb.shape[1] / width, offset
+    if settings.frame_face_score is not None:
+        item.frame_box = np.array(
+            [offset, offset, offset + rgb.shape[1], offset + rgb.shape[0]], np.float32
+        )
     return item
 
 
@@ -186,6 +192,17 @@ def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
                     np.round(found.scores[mine].astype(np.float64), 4),
                     quantise(landmarks),
                 )
+            # Tight face crops (FER2013) often give the detector no face: score the whole
+            # frame as the candidate with the O-net instead.
+            empty = [i for i in batch if not len(i.faces[0]) and i.frame_box is not None]
+            if empty:
+                scores = detector.score_boxes(
+                    np.stack([i.detector_input for i in empty]),
+                    np.stack([i.frame_box for i in empty]),
+                )
+                for item, score in zip(empty, scores, strict=True):
+                    item.frame_score = round(float(score), 4)
+            for item in batch:
                 item.detector_input = None
 
 
@@ -215,8 +232,21 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
         else:
             item.status = "low_score"
             item.detail = f"best face score {score:.3f} < min_score {settings.min_score}"
+    elif (
+        settings.frame_face_score is not None
+        and item.frame_score is not None
+        and item.frame_score >= settings.frame_face_score
+    ):
+        # The whole frame is the face: keep it uncut (a square window as large as the frame).
+        item.status = "frame_face"
+        item.extra["crop_score"] = item.frame_score
+        side = float(min(width, height))
+        window = CropWindow(width / 2, height / 2, side, 0.0)
+        face_side = side
     else:
         item.status, item.detail = "no_face", "MTCNN found no face"
+        if item.frame_score is not None:
+            item.detail += f" (whole-frame O-net score {item.frame_score:.3f})"
     source_box = item.row.get("source_box")
     if window is None and settings.no_face == "source_box" and source_box:
         x, y, w, h = (source_box[k] for k in "xywh")
@@ -259,7 +289,7 @@ class _SheetCollector:
         if item.status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
             caption = f"{item.status} {item.row['source_label']}"
             self.rejected.append((item.row["id"], caption, thumbnail(item.pixels, _TILE)))
-        elif item.status in ("ok", "source_box"):
+        elif item.status in ("ok", "source_box", "frame_face"):
             # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
             key = -int(hashlib.md5(item.row["id"].encode()).hexdigest()[:16], 16)
             entry = (key, item.row["id"], str(item.row["source_label"]), item.pixels)

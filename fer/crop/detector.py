@@ -75,6 +75,23 @@ class FaceDetector:
             np.zeros((0, 5, 2), np.float32),
         )
 
+    @torch.inference_mode()
+    def score_boxes(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-net face score of one given box (x1, y1, x2, y2) per image of a (B, H, W, 3)
+        uint8 batch: MTCNN's 48x48 face/non-face classifier on a candidate we choose."""
+        if len(images) == 0:
+            return np.zeros(0, np.float32)
+        batch = torch.as_tensor(np.require(images, requirements=["C", "W"]), device=self.device)
+        batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+        candidates = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device)
+        inds = torch.arange(len(images), device=self.device)
+        crops, valid = self._crops(batch, candidates, inds, 48)
+        scores = np.zeros(len(images), np.float32)
+        if len(crops):
+            _, _, probs = _chunked(self.onet, crops, 64)
+            scores[valid.cpu().numpy()] = probs[:, 1].cpu().numpy()
+        return scores
+
     def _scales(self, height: int, width: int) -> list[float]:
         scale = 12.0 / self.min_face_size
         min_side = min(height, width) * scale
