@@ -407,10 +407,15 @@ def decide_pairs(
         for start in range(0, len(rows), _PAIR_BATCH):
             chunk = rows[start : start + _PAIR_BATCH]
             a, b = index[chunk, 0], index[chunk, 1]
-            similarity[chunk] = np.maximum(
-                pair_similarity(faces[a], faces[b], mirrored[chunk]),
-                pair_similarity(frames[a], frames[b], mirrored[chunk]),
-            )
+            score = pair_similarity(faces[a], faces[b], mirrored[chunk])
+            # The frame view only matters where the face view did not already pass.
+            again = score < params.verify_ncc
+            if again.any():
+                score[again] = np.maximum(
+                    score[again],
+                    pair_similarity(frames[a[again]], frames[b[again]], mirrored[chunk][again]),
+                )
+            similarity[chunk] = score
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
     passed = identical | (compare & (similarity >= params.verify_ncc))
     # One row per pair: a pair found both directly and mirrored keeps its better match.
