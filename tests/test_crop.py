@@ -346,7 +346,7 @@ def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, 
     monkeypatch.setattr(detector_module.FaceDetector, "detect", finds_nothing)
     noise = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
     images = {"face_0": _resize(lfw[5], 48), "other_0": noise}
-    summary, rows, _ = _crop(tmp_path, images, CropSettings(pad=0.17))
+    _, rows, _ = _crop(tmp_path, images, CropSettings(pad=0.17))
     assert rows["face_0"]["crop_status"] == "frame_face"
     assert rows["face_0"]["crop_score"] >= 0.7 and rows["face_0"]["crop_synthesized"] == 0.0
     assert rows["other_0"]["crop_status"] == "no_face"
