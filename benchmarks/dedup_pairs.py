@@ -74,32 +74,32 @@ def transform(image: Image.Image, kind: str, rng: random.Random) -> Image.Image:
     raise ValueError(kind)
 
 
+def _extract(
+    tar: tarfile.TarFile, members: list[tarfile.TarInfo], raw: Path, source: str
+) -> list[tuple[str, Image.Image]]:
+    """Write class-folder members under raw/<source>; returns (dataset id, image) pairs."""
+    images = []
+    for member in members:
+        label, name = member.name.split("/")[-2:]
+        target = raw / source / label / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = tar.extractfile(member).read()
+        target.write_bytes(data)
+        images.append((f"{source}/{label}/{name}", Image.open(io.BytesIO(data))))
+    return images
+
+
 def build(shared: Path, raw: Path, per_kind: int, rng: random.Random) -> dict[str, str]:
     """Write the three sources; returns copy id -> original id (both as dataset ids)."""
-    originals: list[tuple[str, Image.Image]] = []
     with tarfile.open(shared / "ckplus48.tar.gz") as tar:
         members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
-        for member in members:
-            label, name = member.name.split("/")[-2:]
-            target = raw / "ckplus" / label / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            data = tar.extractfile(member).read()
-            target.write_bytes(data)
-            originals.append((f"ckplus/{label}/{name}", Image.open(io.BytesIO(data))))
-    ck = rng.sample(originals, per_kind)
-    fer_images = []
+        ck = rng.sample(_extract(tar, members, raw, "ckplus"), per_kind)
     with tarfile.open(shared / "fer2013" / "fer2013_images.tar.gz") as tar:
         members = sorted(
             (m for m in tar.getmembers() if m.isfile() and "/test/" in f"/{m.name}"),
             key=lambda m: m.name,
         )
-        for member in rng.sample(members, per_kind):
-            label, name = member.name.split("/")[-2:]
-            target = raw / "fer" / label / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            data = tar.extractfile(member).read()
-            target.write_bytes(data)
-            fer_images.append((f"fer/{label}/{name}", Image.open(io.BytesIO(data))))
+        fer_images = _extract(tar, rng.sample(members, per_kind), raw, "fer")
     copies = {}
     for index, ((original_id, image), kind) in enumerate(
         itertools.product(ck + fer_images, TRANSFORMS)

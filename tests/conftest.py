@@ -84,25 +84,14 @@ def real_fer2013_csv(shared_data: Path, tmp_path_factory: pytest.TempPathFactory
     return out
 
 
-@pytest.fixture(scope="session")
-def sample_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled sample through every data stage with the repository's params.yaml.
-
-    Folders: raw/, ingest/<source>/, crop/<source>/, dedup/, balance/, processed/.
-    """
-    from fer.balance import balance_dataset
-    from fer.config import CropRuntime, load_params
+def run_to_dedup(params, root: Path) -> Path:
+    """Every source of `params` through ingest and crop (on the CPU), then dedup, under root:
+    ingest/<source>, crop/<source>, dedup. Returns the dedup folder."""
+    from fer.config import CropRuntime
     from fer.crop import crop_source
     from fer.dedup import dedup_sources
     from fer.ingest import ingest_source
-    from fer.sample import write_sample
-    from fer.split import split_dataset
 
-    root = tmp_path_factory.mktemp("pipeline")
-    write_sample(root / "raw")
-    text = (REPO_ROOT / "params.yaml").read_text().replace("data/raw/", "raw/")
-    (root / "params.yaml").write_text(text)
-    params = load_params(root / "params.yaml")
     for name, source in params.sources.items():
         ingest_source(source, IngestParams(workers=1), root / "ingest" / name, progress=False)
         crop_source(
@@ -112,14 +101,33 @@ def sample_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
             root / "crop" / name,
             progress=False,
         )
-    names = list(params.sources)
     dedup_sources(
-        {n: root / "crop" / n for n in names},
-        {n: root / "ingest" / n for n in names},
+        {n: root / "crop" / n for n in params.sources},
+        {n: root / "ingest" / n for n in params.sources},
         params.dedup,
         root / "dedup",
         progress=False,
     )
+    return root / "dedup"
+
+
+@pytest.fixture(scope="session")
+def sample_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample through every data stage with the repository's params.yaml.
+
+    Folders: raw/, ingest/<source>/, crop/<source>/, dedup/, balance/, processed/.
+    """
+    from fer.balance import balance_dataset
+    from fer.config import load_params
+    from fer.sample import write_sample
+    from fer.split import split_dataset
+
+    root = tmp_path_factory.mktemp("pipeline")
+    write_sample(root / "raw")
+    text = (REPO_ROOT / "params.yaml").read_text().replace("data/raw/", "raw/")
+    (root / "params.yaml").write_text(text)
+    params = load_params(root / "params.yaml")
+    run_to_dedup(params, root)
     balance_dataset(root / "dedup", params.balance, root / "balance", progress=False)
     split_dataset(root / "balance", params.split, root / "processed", progress=False)
     return root

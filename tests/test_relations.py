@@ -13,14 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fer.config import CropRuntime, IngestParams, SplitParams, parse_params
-from fer.crop import crop_source
+from fer.config import SplitParams, parse_params
 from fer.dataset import read_summary, read_table
-from fer.dedup import dedup_sources, related_groups
+from fer.dedup import related_groups
 from fer.dedup.verify import pair_similarity, verification_view
-from fer.ingest import ingest_source
 from fer.split import assign_splits, split_dataset, split_groups
-from tests.conftest import encode, face_like
+from tests.conftest import encode, face_like, run_to_dedup
 
 
 def _run(root: Path, sources: dict, crop_enabled: bool = False) -> Path:
@@ -29,24 +27,7 @@ def _run(root: Path, sources: dict, crop_enabled: bool = False) -> Path:
         "crop": {"defaults": {"enabled": crop_enabled}},
         "storage": {"shard_megabytes": 1},
     }
-    params = parse_params(raw, root=root)
-    for name, source in params.sources.items():
-        ingest_source(source, IngestParams(workers=1), root / "ingest" / name, progress=False)
-        crop_source(
-            root / "ingest" / name,
-            params.crop[name],
-            CropRuntime(device="cpu"),
-            root / "crop" / name,
-            progress=False,
-        )
-    dedup_sources(
-        {n: root / "crop" / n for n in params.sources},
-        {n: root / "ingest" / n for n in params.sources},
-        params.dedup,
-        root / "dedup",
-        progress=False,
-    )
-    return root / "dedup"
+    return run_to_dedup(parse_params(raw, root=root), root)
 
 
 def _png(pixels: np.ndarray) -> bytes:
