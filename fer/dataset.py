@@ -17,7 +17,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fer.errors import FerDataError
@@ -169,6 +171,9 @@ class DatasetWriter:
         self._summary_fields = dict(summary_fields)
         self._count_columns = tuple(count_columns)
         self._buffer: list[dict[str, Any]] = []
+        self._tables: list[pa.Table] = []
+        """Buffered rows in order: whole tables, then `_buffer`'s rows."""
+        self._buffered_rows = 0
         self._buffer_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._shard_written = 0
@@ -198,14 +203,54 @@ class DatasetWriter:
             raise RuntimeError(f"rows must arrive sorted by id: {row_id!r} after {self._last_id!r}")
         self._last_id = row_id
         self._buffer.append(row)
+        self._buffered_rows += 1
         image = row.get("image")
         self._buffer_bytes += len(image["bytes"]) if image else 256
         self._kept += 1
         for column in self._count_columns:
             self._counts[column][_count_key(row.get(column))] += 1
         self._notes.update(row.get("notes") or ())
-        if len(self._buffer) >= self._rows_per_group:
+        if self._buffered_rows >= self._rows_per_group:
             self._flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        """Keep many rows at once (the schema's columns); the same output as `add` per row."""
+        if table.num_rows == 0:
+            return
+        ids = table.column("id").to_pylist()
+        if any(a >= b for a, b in zip(ids, ids[1:], strict=False)) or (
+            self._last_id is not None and ids[0] <= self._last_id
+        ):
+            for row in table.to_pylist():
+                self.add(row, row["id"])
+            return
+        self._last_id = ids[-1]
+        table = table.select(self._schema.names).cast(self._schema)
+        self._kept += table.num_rows
+        for column in self._count_columns:
+            self._counts[column].update(_count_key(v) for v in table.column(column).to_pylist())
+        if "notes" in table.column_names:
+            self._notes.update(pc.list_flatten(table.column("notes")).to_pylist())
+        if "image" in table.column_names:
+            sizes = pc.binary_length(pc.struct_field(table.column("image"), "bytes"))
+            sizes = pc.fill_null(sizes, 256).to_numpy(zero_copy_only=False)
+        else:
+            sizes = np.full(table.num_rows, 256)
+        self._move_rows_to_tables()
+        start = 0
+        while start < table.num_rows:
+            take = min(table.num_rows - start, self._rows_per_group - self._buffered_rows)
+            self._tables.append(table.slice(start, take))
+            self._buffered_rows += take
+            self._buffer_bytes += int(sizes[start : start + take].sum())
+            start += take
+            if self._buffered_rows >= self._rows_per_group:
+                self._flush()
+
+    def _move_rows_to_tables(self) -> None:
+        if self._buffer:
+            self._tables.append(pa.Table.from_pylist(self._buffer, schema=self._schema))
+            self._buffer = []
 
     def reject(
         self, source: str, row_id: str | None, locator: str, reason: str, detail: str
@@ -258,7 +303,8 @@ class DatasetWriter:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _flush(self) -> None:
-        if not self._buffer:
+        self._move_rows_to_tables()
+        if not self._tables:
             return
         if self._writer is None:
             name = f"part-{len(self._shards):05d}.parquet"
@@ -266,10 +312,10 @@ class DatasetWriter:
             self._writer = pq.ParquetWriter(
                 self._tmp / name, self._schema, compression="zstd", write_statistics=["id"]
             )
-        table = pa.Table.from_pylist(self._buffer, schema=self._schema)
+        table = pa.concat_tables(self._tables)
         self._writer.write_table(table)
         self._shard_written += self._buffer_bytes
-        self._buffer, self._buffer_bytes = [], 0
+        self._tables, self._buffered_rows, self._buffer_bytes = [], 0, 0
         if self._shard_written >= self._shard_bytes:
             self._close_shard()
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
-__all__ = ["ordered_map", "worker_count"]
+__all__ = ["ordered_imap", "ordered_map", "worker_count"]
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -28,3 +29,26 @@ def ordered_map(
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(fn, items, chunksize=chunksize)
+
+
+def ordered_imap(
+    fn: Callable[[A], B], items: Iterable[A], workers: int, ahead: int = 2
+) -> Iterator[B]:
+    """`map(fn, items)` over one pool of `workers` processes for the whole stream.
+
+    `items` is consumed lazily: at most `ahead` items per worker are in flight, so memory is
+    bounded by a few items, and the caller's reading overlaps the workers' computing. Meant for
+    coarse items (a chunk of rows each). One worker runs everything in this process.
+    """
+    workers = worker_count(workers)
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[B]] = deque()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers * ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -5,10 +5,10 @@ re-cropped, recoloured, mirrored): one keeper per group goes on. A related face 
 photograph of the same face (another expression, the next video frame, the same subject): it
 goes on, but the split keeps it with its relatives.
 
-The stage streams: the first pass hashes each batch of images and keeps only metadata and hash
-words; candidate pairs come from the hashes; a verification pass decodes only the rows in
-candidate pairs into small views; the last pass streams every row again with its group
-columns into one merged dataset. Nothing is deleted here: rows that should not go on
+The stage streams: the first pass decodes each image once, in worker processes, and keeps only
+metadata and hash words in memory; the small grey verification views (2.3 KB a row) go to a
+memory-mapped scratch file. Candidate pairs come from the hashes and are decided on those
+views; the last pass streams every row again with its group columns into one merged dataset. Nothing is deleted here: rows that should not go on
 are flagged (`dedup_keep` false, `dedup_reason`) and the balance stage filters them; only rows
 whose label maps to nothing are rejects.
 """
@@ -16,6 +16,7 @@ whose label maps to nothing are rejects.
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -24,20 +25,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from fer.config import DedupParams
-from fer.dataset import DEDUP_SCHEMA, DatasetWriter, count_rows, iter_batches, iter_rows
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, count_rows, iter_batches
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
-from fer.dedup.search import hamming, radius_pairs, radius_pairs_between
-from fer.dedup.verify import VIEW_SIDE, pair_similarity, verification_view
+from fer.dedup.search import hamming, radius_pairs_between
+from fer.dedup.verify import VIEW_SIDE, grey_view, pair_similarity
 from fer.errors import FerDataError
 from fer.hashing import hash_arrays, hash_hex, hash_size_of, hashing_input
 from fer.labels import CLASSES
-from fer.parallel import ordered_map
+from fer.parallel import ordered_imap
 
 __all__ = [
     "GALLERY",
@@ -47,13 +50,12 @@ __all__ = [
     "decide_pairs",
     "dedup_sources",
     "map_label",
-    "near_pairs",
     "related_groups",
 ]
 
 GALLERY = "duplicates.png"
 RELATED_GALLERY = "related.png"
-_BATCH = 4096
+_CHUNK = 512
 _PAIR_BATCH = 512
 _HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
 _SHIFT_SIDE = 0.94
@@ -69,6 +71,15 @@ _RECORD_COLUMNS = (
     "pixel_hash",
     "area",
     "score",
+)
+_RECORD_SOURCE_COLUMNS = (
+    "id",
+    "source",
+    "source_label",
+    "source_split",
+    "subject",
+    "pixel_hash",
+    "crop_score",
 )
 _META_COLUMNS = (
     "id",
@@ -119,12 +130,14 @@ def dedup_sources(
         raise FerDataError(
             f"params.yaml: no label map for sources {missing}; add them to label_maps"
         )
-    meta, words, views, rejects = _first_pass(crop_dirs, ingest_dirs, names, params, progress)
     bits = params.hash_size**2
-    candidates, mirrored = candidate_pairs(words, params, bits)
-    decided = decide_pairs(
-        meta, candidates, mirrored, crop_dirs, ingest_dirs, names, views, rejects, params
-    )
+    with tempfile.TemporaryDirectory(prefix="fer-dedup-") as scratch:
+        meta, words, pictures, rejects = _first_pass(
+            crop_dirs, ingest_dirs, names, params, Path(scratch), progress
+        )
+        candidates, mirrored = candidate_pairs(words, params, bits)
+        decided = decide_pairs(meta, candidates, mirrored, pictures, params)
+        del pictures
     groups = find_groups(
         meta, decided.duplicates, params.duplicates, params.conflicts, decided.duplicate_mirrored
     )
@@ -170,87 +183,108 @@ def candidate_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs (i < j) within the hash radii, and whether each matched mirrored.
 
-    A mirrored candidate compares i's views with j's mirrored views; a pair can be both.
+    A pair is a candidate when its frame hashes are within `radius_frame`, or its face hashes
+    within `radius_face`, or both within `radius_both`; or when one frame is within
+    `radius_frame` of a shifted sub-window of the other. A mirrored candidate compares i's
+    views with j's mirrored views; a pair can be both. Two searches do all of it: each frame
+    against every frame, mirrored frame and sub-window at once, each face against every face
+    and mirrored face.
     """
-    radii = (params.radius_frame, params.radius_face, params.radius_both)
-    direct = near_pairs(words["frame"], words["face"], *radii, bits)
-    mirror = near_pairs(
-        words["frame"], words["face"], *radii, bits, words["frame_mirror"], words["face_mirror"]
+    frames, faces = words["frame"], words["face"]
+    n, variants = len(frames), len(_SHIFT_ANCHORS)
+    frame_radius = max(params.radius_frame, params.radius_both)
+    face_radius = max(params.radius_face, params.radius_both)
+    # Frame index: rows [0, n) frames, [n, 2n) mirrored frames, then the sub-windows.
+    frame_index = np.concatenate(
+        [frames, words["frame_mirror"], words["shifted"], words["shifted_mirror"]]
     )
-    mirror = mirror[mirror[:, 0] != mirror[:, 1]]
-    mirror = np.unique(np.sort(mirror, axis=1), axis=0).reshape(-1, 2)
-    # Re-crops: a frame against the sub-windows of every other frame (direct and mirrored).
-    variants = len(_SHIFT_ANCHORS)
-    for key, flag in (("shifted", False), ("shifted_mirror", True)):
-        found = radius_pairs_between(words["frame"], words[key], params.radius_frame, bits)
-        found[:, 1] //= variants
-        found = found[found[:, 0] != found[:, 1]]
-        found = np.unique(np.sort(found, axis=1), axis=0).reshape(-1, 2)
-        if flag:
-            mirror = np.unique(np.concatenate([mirror, found]), axis=0)
-        else:
-            direct = np.unique(np.concatenate([direct.reshape(-1, 2), found]), axis=0)
-    pairs = np.concatenate([direct.reshape(-1, 2), mirror])
-    flags = np.concatenate([np.zeros(len(direct), bool), np.ones(len(mirror), bool)])
-    return pairs.astype(np.int64), flags
-
-
-def near_pairs(
-    frame_words: np.ndarray,
-    face_words: np.ndarray,
-    radius_frame: int,
-    radius_face: int,
-    radius_both: int,
-    bits: int,
-    other_frames: np.ndarray | None = None,
-    other_faces: np.ndarray | None = None,
-) -> np.ndarray:
-    """Pairs whose frame hashes are within `radius_frame`, or face hashes within
-    `radius_face`, or both within `radius_both`; with `other_*`, pairs (i, j) between row i
-    and row j of the other words (its mirrored views), i == j included."""
-    if other_frames is None or other_faces is None:
-        by_frame = radius_pairs(frame_words, max(radius_frame, radius_both), bits)
-        by_face = radius_pairs(face_words, max(radius_face, radius_both), bits)
-        other_frames, other_faces = frame_words, face_words
-    else:
-        by_frame = radius_pairs_between(
-            frame_words, other_frames, max(radius_frame, radius_both), bits
-        )
-        by_face = radius_pairs_between(face_words, other_faces, max(radius_face, radius_both), bits)
-    candidates = np.unique(np.concatenate([by_frame, by_face]).reshape(-1, 2), axis=0)
-    if len(candidates) == 0:
-        return candidates
-    frame_distance = hamming(frame_words[candidates[:, 0]], other_frames[candidates[:, 1]])
-    face_distance = hamming(face_words[candidates[:, 0]], other_faces[candidates[:, 1]])
+    found = radius_pairs_between(frames, frame_index, frame_radius, bits)
+    query, position = found[:, 0], found[:, 1]
+    kind = np.searchsorted(np.array([n, 2 * n, (2 + variants) * n]), position, side="right")
+    other = np.choose(
+        kind,
+        [position, position - n, (position - 2 * n) // variants, (position - (2 + variants) * n) // variants],
+    )
+    mirror = (kind == 1) | (kind == 3)
+    shifted = kind >= 2
+    # Sub-window matches need their own radius only.
+    sub = shifted & (hamming(frames[query], frame_index[position]) <= params.radius_frame)
+    shifted_pairs = _unordered(query[sub], other[sub], mirror[sub])
+    # Whole-view matches: union of frame and face hits, then the three-radius rule.
+    face_found = radius_pairs_between(faces, np.concatenate([faces, words["face_mirror"]]), face_radius, bits)
+    whole = np.concatenate(
+        [
+            np.stack([query, other, mirror], axis=1)[~shifted],
+            np.stack(
+                [face_found[:, 0], face_found[:, 1] % max(n, 1), face_found[:, 1] >= n], axis=1
+            ),
+        ]
+    ).astype(np.int64)
+    whole = np.unique(whole, axis=0).reshape(-1, 3)
+    first, second, flipped = whole[:, 0], whole[:, 1], whole[:, 2].astype(bool)
+    frame_other = np.where(flipped[:, None], words["frame_mirror"][second], frames[second])
+    face_other = np.where(flipped[:, None], words["face_mirror"][second], faces[second])
+    frame_distance = hamming(frames[first], frame_other)
+    face_distance = hamming(faces[first], face_other)
     close = (
-        (frame_distance <= radius_frame)
-        | (face_distance <= radius_face)
-        | ((frame_distance <= radius_both) & (face_distance <= radius_both))
+        (frame_distance <= params.radius_frame)
+        | (face_distance <= params.radius_face)
+        | ((frame_distance <= params.radius_both) & (face_distance <= params.radius_both))
     )
-    return candidates[close]
+    whole_pairs = _unordered(first[close], second[close], flipped[close])
+    pairs = np.unique(np.concatenate([whole_pairs, shifted_pairs]), axis=0).reshape(-1, 3)
+    # Direct pairs first, then mirrored, each sorted.
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0], pairs[:, 2]))]
+    return pairs[:, :2].copy(), pairs[:, 2].astype(bool)
+
+
+def _unordered(first: np.ndarray, second: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """(i, j, mirror) rows with i < j, self pairs dropped."""
+    keep = first != second
+    low = np.minimum(first[keep], second[keep])
+    high = np.maximum(first[keep], second[keep])
+    return np.stack([low, high, mirror[keep].astype(np.int64)], axis=1).reshape(-1, 3)
 
 
 def _frames(folder: str | Path) -> Iterator[tuple[str, bytes]]:
-    for row in iter_rows(folder, ["id", "image"]):
-        yield row["id"], row["image"]["bytes"]
+    for batch in iter_batches(folder, ["id", "image"]):
+        images = pc.struct_field(batch.column("image"), "bytes").to_pylist()
+        yield from zip(batch.column("id").to_pylist(), images, strict=True)
 
 
-def _hash_inputs(item: tuple[bytes, bytes, float], method: str, size: int) -> np.ndarray:
-    """The hash inputs of one row: frame, face view, and the frame's shifted sub-windows."""
-    frame, face, view = item
-    with Image.open(io.BytesIO(frame)) as decoded:
-        image = decoded.convert("L")
-    inputs = [hashing_input(image, method, size)]
-    # One resize to a canvas 1/0.94 larger; each sub-window is then an exact crop of it.
+def _hash_chunk(
+    chunk: list[tuple[bytes, bytes, float]], method: str, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash words and verification views of a chunk of (frame, face, face view) rows.
+
+    Words: (n, 2, 2 + len(_SHIFT_ANCHORS), words) uint64, direct then mirrored, of the frame,
+    the face view and the frame's shifted sub-windows. Views: (n, 2, VIEW_SIDE, VIEW_SIDE)
+    uint8, face then frame. Each image is decoded once, here in a worker.
+    """
     width, height = hash_size_of(method, size)
     wide_w, wide_h = round(width / _SHIFT_SIDE), round(height / _SHIFT_SIDE)
-    wide = np.asarray(image.resize((wide_w, wide_h), Image.Resampling.LANCZOS))
-    for fx, fy in _SHIFT_ANCHORS:
-        left, top = round((wide_w - width) * fx), round((wide_h - height) * fy)
-        inputs.append(wide[top : top + height, left : left + width])
-    with Image.open(io.BytesIO(face)) as image:
-        inputs.insert(1, hashing_input(image, method, size, view))
-    return np.stack(inputs)
+    inputs = np.empty((len(chunk), 2 + len(_SHIFT_ANCHORS), height, width), np.uint8)
+    views = np.empty((len(chunk), 2, VIEW_SIDE, VIEW_SIDE), np.uint8)
+    for k, (frame, face, view) in enumerate(chunk):
+        with Image.open(io.BytesIO(frame)) as decoded:
+            grey = decoded.convert("L")
+        inputs[k, 0] = hashing_input(grey, method, size)
+        # One resize to a canvas 1/0.94 larger; each sub-window is then an exact crop of it.
+        wide = np.asarray(grey.resize((wide_w, wide_h), Image.Resampling.LANCZOS))
+        for s, (fx, fy) in enumerate(_SHIFT_ANCHORS):
+            left, top = round((wide_w - width) * fx), round((wide_h - height) * fy)
+            inputs[k, 2 + s] = wide[top : top + height, left : left + width]
+        views[k, 1] = grey_view(grey)
+        if face != frame:  # a crop of the whole frame is often the same file
+            with Image.open(io.BytesIO(face)) as decoded:
+                grey = decoded.convert("L")
+        inputs[k, 1] = hashing_input(grey, method, size, view)
+        views[k, 0] = grey_view(grey, view)
+    flat = inputs.reshape(-1, height, width)
+    words = np.stack(
+        [hash_arrays(flat, method, size), hash_arrays(flat[:, :, ::-1], method, size)]
+    )
+    return words.reshape(2, len(chunk), inputs.shape[1], -1).swapaxes(0, 1), views
 
 
 def _first_pass(
@@ -258,71 +292,92 @@ def _first_pass(
     ingest_dirs: Mapping[str, str | Path],
     names: list[str],
     params: DedupParams,
+    scratch: Path,
     progress: bool,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray, dict[str, tuple[str, str]]]:
-    """Metadata, the four hash words per row and its face-view fraction, streamed: image
-    bytes live for one batch only."""
+    """Metadata, the hash words of every view and the verification views, streamed: image
+    bytes live for one chunk only, and the views go to a memory-mapped file in `scratch`."""
     records: list[dict[str, Any]] = []
-    words: dict[str, list[np.ndarray]] = {k: [] for k in _HASH_VIEWS}
-    views: list[float] = []
     rejects: dict[str, tuple[str, str]] = {}
-    hash_inputs = partial(_hash_inputs, method=params.hash, size=params.hash_size)
     total = sum(count_rows(crop_dirs[name]) for name in names)
+    shape = (total, 2, VIEW_SIDE, VIEW_SIDE)
+    pictures = (
+        np.lib.format.open_memmap(scratch / "views.npy", mode="w+", dtype=np.uint8, shape=shape)
+        if total
+        else np.zeros(shape, np.uint8)
+    )
+    parts: list[np.ndarray] = []
+    work = partial(_hash_chunk, method=params.hash, size=params.hash_size)
     with tqdm(
         total=total, desc="dedup hash", unit="img", disable=not progress, mininterval=1.0
     ) as bar:
-        for name in names:
-            label_map = params.label_maps[name]
-            originals = _frames(ingest_dirs[name])
-            for batch in iter_batches(crop_dirs[name], _META_COLUMNS, batch_size=_BATCH):
-                items = []
-                for row in batch.to_pylist():
-                    label = map_label(row["source_label"], label_map)
-                    if label is None or label is _UNMAPPED:
-                        rejects[row["id"]] = _label_reject(name, row["source_label"], label)
-                        continue
-                    view = _hash_view(row, params.hash_margin)
-                    frame = _frame_of(originals, row["id"], ingest_dirs[name])
-                    items.append((frame, row["image"]["bytes"], view))
-                    views.append(view)
-                    records.append(
-                        {
-                            "id": row["id"],
-                            "source": row["source"],
-                            "label": label,
-                            "source_split": row["source_split"],
-                            "subject": row["subject"],
-                            "pixel_hash": row["pixel_hash"],
-                            "area": int(row["original_width"]) * int(row["original_height"]),
-                            "score": row["crop_score"] if row["crop_score"] is not None else -1.0,
-                        }
-                    )
-                if items:
-                    inputs = np.stack(
-                        list(
-                            ordered_map(
-                                hash_inputs, items, params.workers, chunksize=256, serial_below=1024
-                            )
-                        )
-                    )
-                    frames, faces = inputs[:, 0], inputs[:, 1]
-                    shifted = inputs[:, 2:].reshape(-1, *inputs.shape[2:])  # row-major
-                    for key, stack in (
-                        ("frame", frames),
-                        ("frame_mirror", frames[:, :, ::-1]),
-                        ("face", faces),
-                        ("face_mirror", faces[:, :, ::-1]),
-                        ("shifted", shifted),
-                        ("shifted_mirror", shifted[:, :, ::-1]),
-                    ):
-                        words[key].append(hash_arrays(stack, params.hash, params.hash_size))
-                bar.update(batch.num_rows)
+        chunks = _hash_work(crop_dirs, ingest_dirs, names, params, records, rejects, bar)
+        filled = 0
+        for words, views in ordered_imap(work, chunks, params.workers):
+            pictures[filled : filled + len(views)] = views
+            filled += len(views)
+            parts.append(words)
     meta = pd.DataFrame.from_records(records, columns=list(_RECORD_COLUMNS))
     width = max(1, params.hash_size**2 // 64)
+    shape = (0, 2, 2 + len(_SHIFT_ANCHORS), width)
+    words = np.concatenate(parts) if parts else np.zeros(shape, np.uint64)
     stacked = {
-        k: np.concatenate(v) if v else np.zeros((0, width), np.uint64) for k, v in words.items()
+        "frame": words[:, 0, 0],
+        "frame_mirror": words[:, 1, 0],
+        "face": words[:, 0, 1],
+        "face_mirror": words[:, 1, 1],
+        # Row-major: row i's sub-windows are rows i * len(_SHIFT_ANCHORS) + s.
+        "shifted": words[:, 0, 2:].reshape(-1, width),
+        "shifted_mirror": words[:, 1, 2:].reshape(-1, width),
     }
-    return meta, stacked, np.array(views, dtype=np.float64), rejects
+    return meta, stacked, pictures[: len(meta)], rejects
+
+
+def _hash_work(
+    crop_dirs: Mapping[str, str | Path],
+    ingest_dirs: Mapping[str, str | Path],
+    names: list[str],
+    params: DedupParams,
+    records: list[dict[str, Any]],
+    rejects: dict[str, tuple[str, str]],
+    bar: tqdm,
+) -> Iterator[list[tuple[bytes, bytes, float]]]:
+    """Chunks of (frame, face, face view) to hash; fills `records` and `rejects` in order."""
+    for name in names:
+        label_map = params.label_maps[name]
+        originals = _frames(ingest_dirs[name])
+        for batch in iter_batches(crop_dirs[name], _META_COLUMNS, batch_size=_CHUNK):
+            column = {c: batch.column(c).to_pylist() for c in _RECORD_SOURCE_COLUMNS}
+            faces = pc.struct_field(batch.column("image"), "bytes").to_pylist()
+            hash_views = _hash_views(batch, params.hash_margin)
+            area = pc.multiply(
+                batch.column("original_width").cast(pa.int64()),
+                batch.column("original_height").cast(pa.int64()),
+            ).to_pylist()
+            items = []
+            for k, row_id in enumerate(column["id"]):
+                label = map_label(column["source_label"][k], label_map)
+                if label is None or label is _UNMAPPED:
+                    rejects[row_id] = _label_reject(name, column["source_label"][k], label)
+                    continue
+                frame = _frame_of(originals, row_id, ingest_dirs[name])
+                items.append((frame, faces[k], hash_views[k]))
+                score = column["crop_score"][k]
+                records.append(
+                    {
+                        "id": row_id,
+                        "source": column["source"][k],
+                        "label": label,
+                        "source_split": column["source_split"][k],
+                        "subject": column["subject"][k],
+                        "pixel_hash": column["pixel_hash"][k],
+                        "area": area[k],
+                        "score": score if score is not None else -1.0,
+                    }
+                )
+            bar.update(batch.num_rows)
+            if items:
+                yield items
 
 
 def _label_reject(name: str, source_label: str, label: Any) -> tuple[str, str]:
@@ -339,11 +394,24 @@ def _frame_of(originals: Iterator[tuple[str, bytes]], row_id: str, folder: str |
     raise FerDataError(f"{folder}: has no row {row_id!r}; re-run the ingest and crop stages")
 
 
-def _hash_view(row: dict[str, Any], margin: float) -> float:
-    box, window = row.get("crop_box"), row.get("crop_window")
-    if not box or not window or not window["side"]:
-        return 1.0
-    return min(1.0, max(box["w"], box["h"]) / window["side"] * (1 + 2 * margin))
+def _hash_views(batch: pa.RecordBatch, margin: float) -> list[float]:
+    """The face box grown by `margin` as a fraction of the crop window, per row (1: all)."""
+    box, window = batch.column("crop_box"), batch.column("crop_window")
+    if box.null_count == len(box) or window.null_count == len(window):
+        return [1.0] * len(box)
+    side = pc.struct_field(window, "side").to_numpy(zero_copy_only=False).astype(np.float64)
+    width = pc.struct_field(box, "w").to_numpy(zero_copy_only=False).astype(np.float64)
+    height = pc.struct_field(box, "h").to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = (
+        box.is_null().to_numpy(zero_copy_only=False)
+        | window.is_null().to_numpy(zero_copy_only=False)
+        | ~(side > 0)
+        | np.isnan(width)
+        | np.isnan(height)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        view = np.minimum(1.0, np.maximum(width, height) / side * (1 + 2 * margin))
+    return np.where(missing, 1.0, view).tolist()
 
 
 @dataclass(frozen=True)
@@ -363,16 +431,13 @@ def decide_pairs(
     meta: pd.DataFrame,
     candidates: np.ndarray,
     mirrored: np.ndarray,
-    crop_dirs: Mapping[str, str | Path],
-    ingest_dirs: Mapping[str, str | Path],
-    names: list[str],
-    views: np.ndarray,
-    rejects: Mapping[str, tuple[str, str]],
+    pictures: np.ndarray,
     params: DedupParams,
 ) -> Decisions:
     """Duplicate or related, for every candidate pair.
 
-    Identical pixels are duplicates. Two rows of one source naming the same subject are
+    `pictures` holds every row's verification views, (rows, 2, VIEW_SIDE, VIEW_SIDE): face,
+    then frame. Identical pixels are duplicates. Two rows of one source naming the same subject are
     related without a comparison (a lab set holds no re-encoded copies of its own frames, and
     consecutive video frames can be closer than a JPEG copy); two naming different subjects
     are different people. Every other candidate is
@@ -397,25 +462,19 @@ def decide_pairs(
     # related, two subjects are two people.
     compare = ~identical & ~known
     similarity = np.full(len(candidates), np.nan)
-    needed = np.unique(candidates[compare])
-    if len(needed):
-        faces, frames = _verification_views(
-            crop_dirs, ingest_dirs, names, views, rejects, needed, params.workers
-        )
-        index = np.searchsorted(needed, candidates)
-        rows = np.flatnonzero(compare)
-        for start in range(0, len(rows), _PAIR_BATCH):
-            chunk = rows[start : start + _PAIR_BATCH]
-            a, b = index[chunk, 0], index[chunk, 1]
-            score = pair_similarity(faces[a], faces[b], mirrored[chunk])
-            # The frame view only matters where the face view did not already pass.
-            again = score < params.verify_ncc
-            if again.any():
-                score[again] = np.maximum(
-                    score[again],
-                    pair_similarity(frames[a[again]], frames[b[again]], mirrored[chunk][again]),
-                )
-            similarity[chunk] = score
+    rows = np.flatnonzero(compare)
+    for start in range(0, len(rows), _PAIR_BATCH):
+        chunk = rows[start : start + _PAIR_BATCH]
+        a, b = pictures[candidates[chunk, 0]], pictures[candidates[chunk, 1]]
+        score = pair_similarity(a[:, 0], b[:, 0], mirrored[chunk])
+        # The frame view only matters where the face view did not already pass.
+        again = score < params.verify_ncc
+        if again.any():
+            score[again] = np.maximum(
+                score[again],
+                pair_similarity(a[again, 1], b[again, 1], mirrored[chunk][again]),
+            )
+        similarity[chunk] = score
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
     passed = identical | (compare & (similarity >= params.verify_ncc))
     # One row per pair: a pair found both directly and mirrored keeps its better match.
@@ -489,44 +548,6 @@ def _join_without_conflicts(
             members.pop(b, None)
         accepted[k] = True
     return accepted
-
-
-def _verification_views(
-    crop_dirs: Mapping[str, str | Path],
-    ingest_dirs: Mapping[str, str | Path],
-    names: list[str],
-    views: np.ndarray,
-    rejects: Mapping[str, tuple[str, str]],
-    needed: np.ndarray,
-    workers: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Face and frame verification views of the rows at positions `needed` (sorted),
-    streamed from the crop and ingest outputs."""
-    wanted = set(needed.tolist())
-    faces = np.zeros((len(needed), VIEW_SIDE, VIEW_SIDE), np.uint8)
-    frames = np.zeros_like(faces)
-    position, filled = 0, 0
-    for name in names:
-        originals = _frames(ingest_dirs[name])
-        for batch in iter_batches(crop_dirs[name], ["id", "image"], batch_size=_BATCH):
-            items = []
-            for row in batch.to_pylist():
-                if row["id"] in rejects:
-                    continue
-                if position in wanted:
-                    frame = _frame_of(originals, row["id"], ingest_dirs[name])
-                    items.append((row["image"]["bytes"], float(views[position]), frame))
-                position += 1
-            for face, frame in ordered_map(
-                _views_of, items, workers, chunksize=256, serial_below=1024
-            ):
-                faces[filled], frames[filled] = face, frame
-                filled += 1
-    return faces, frames
-
-
-def _views_of(item: tuple[bytes, float, bytes]) -> tuple[np.ndarray, np.ndarray]:
-    return verification_view(item[0], item[1]), verification_view(item[2])
 
 
 def related_groups(ids: pd.Series, pairs: np.ndarray) -> pd.DataFrame:
@@ -629,7 +650,12 @@ def _second_pass(
         "related_group_size",
         *GROUP_COLUMNS,
     ]
-    extra = meta[["id", *columns]].to_dict("records")
+    added = pa.Table.from_pandas(meta[columns], preserve_index=False)
+    label_index = meta["label"].map({c: k for k, c in enumerate(CLASSES)}).astype(np.int8)
+    added = added.append_column("label_index", pa.array(label_index.to_numpy()))
+    in_gallery = (
+        meta["dup_group"].isin(gallery_groups) | meta["related_group"].isin(gallery_groups)
+    ).to_numpy()
     gallery: dict[str, list[tuple[str, bytes]]] = {}
     position = 0
     total = len(meta) + len(rejects)
@@ -638,17 +664,24 @@ def _second_pass(
     ) as bar:
         for name in names:
             for batch in iter_batches(crop_dirs[name]):
-                for row in batch.to_pylist():
-                    if row["id"] in rejects:
-                        reason, detail = rejects[row["id"]]
-                        writer.reject(row["source"], row["id"], row["id"], reason, detail)
-                        continue
-                    added = extra[position]
-                    position += 1
-                    added["label_index"] = CLASSES.index(added["label"])
-                    writer.add({**row, **added}, row["id"])
-                    caption = f"{row['source']} {added['label']}"
-                    for group in {added["dup_group"], added["related_group"]} & gallery_groups:
-                        gallery.setdefault(group, []).append((caption, row["image"]["bytes"]))
+                ids = batch.column("id").to_pylist()
+                refused = np.array([row_id in rejects for row_id in ids], bool)
+                for k in np.flatnonzero(refused):
+                    reason, detail = rejects[ids[k]]
+                    source = batch.column("source")[int(k)].as_py()
+                    writer.reject(source, ids[k], ids[k], reason, detail)
+                kept = pa.Table.from_batches([batch]).filter(pa.array(~refused))
+                extra = added.slice(position, kept.num_rows)
+                table = kept
+                for column in extra.column_names:
+                    table = table.append_column(column, extra.column(column))
+                writer.add_table(table)
+                for k in np.flatnonzero(in_gallery[position : position + kept.num_rows]):
+                    row = meta.iloc[position + k]
+                    data = kept.column("image")[int(k)]["bytes"].as_py()
+                    caption = f"{row['source']} {row['label']}"
+                    for group in {row["dup_group"], row["related_group"]} & gallery_groups:
+                        gallery.setdefault(group, []).append((caption, data))
+                position += kept.num_rows
                 bar.update(batch.num_rows)
     return gallery

@@ -87,25 +87,36 @@ def _multi_index(
         values = index_bits[:, lo:hi].astype(np.int64) @ weights
         query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
         order = np.argsort(values, kind="stable").astype(np.int64)
+        # The index in bucket order, so each probe reads one contiguous run of hashes.
+        bucketed = hashes[order]
         counts = np.bincount(values, minlength=1 << width)
-        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        masks = _masks(width, per_chunk_radius)
+        # 32-bit bucket tables halve the memory traffic of the random lookups.
+        small = np.int32 if len(hashes) < 2**31 else np.int64
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(small)
+        masks = _masks(width, per_chunk_radius).astype(small)
+        query_values = query_values.astype(small)
         for first in range(0, len(queries), block):
             batch = np.arange(first, min(len(queries), first + block), dtype=np.int64)
             probes = query_values[batch, None] ^ masks[None, :]
-            lo_pos, hi_pos = starts[probes], starts[probes + 1]
-            sizes = (hi_pos - lo_pos).ravel()
-            total = int(sizes.sum())
+            lo_pos = starts[probes].ravel()
+            sizes = starts[probes + 1].ravel() - lo_pos
+            ends = np.cumsum(sizes, dtype=np.int64)
+            total = int(ends[-1])
             if total == 0:
                 continue
-            query_of = np.repeat(np.repeat(batch, len(masks)), sizes)
-            within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            other = order[np.repeat(lo_pos.ravel(), sizes) + within]
+            # Candidate k of probe p sits at bucketed[lo_pos[p] + k].
+            offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else small)
+            position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
+            probe_hashes = np.repeat(queries[batch], len(masks), axis=0)
+            close = np.flatnonzero(
+                hamming(np.repeat(probe_hashes, sizes, axis=0), bucketed[position]) <= radius
+            )
+            query_of = batch[np.searchsorted(ends, close, side="right") // len(masks)]
+            other = order[position[close]]
             if same:
                 keep = other > query_of
                 query_of, other = query_of[keep], other[keep]
-            close = hamming(queries[query_of], hashes[other]) <= radius
-            found.append(np.stack([query_of[close], other[close]], axis=1))
+            found.append(np.stack([query_of, other], axis=1))
     return _sorted_pairs(found)
 
 

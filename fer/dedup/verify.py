@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["VIEW_SIDE", "pair_similarity", "verification_view"]
+__all__ = ["VIEW_SIDE", "grey_view", "pair_similarity", "verification_view"]
 
 WINDOW = 24
 """Side of the compared centre of view A."""
@@ -36,7 +36,11 @@ def verification_view(data: bytes, view: float = 1.0) -> np.ndarray:
     """The grey VIEW_SIDE x VIEW_SIDE view of encoded image bytes (a centred square of
     `view` times the shorter side, as the face hash sees it)."""
     with Image.open(io.BytesIO(data)) as image:
-        grey = image.convert("L")
+        return grey_view(image.convert("L"), view)
+
+
+def grey_view(grey: Image.Image, view: float = 1.0) -> np.ndarray:
+    """`verification_view` of an already decoded grey ("L") image."""
     side = max(1.0, min(grey.width, grey.height) * min(view, 1.0))
     left, top = (grey.width - side) / 2, (grey.height - side) / 2
     grey = grey.crop((round(left), round(top), round(left + side), round(top + side)))
