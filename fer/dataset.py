@@ -14,6 +14,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ class DatasetWriter:
         if table.num_rows == 0:
             return
         ids = table.column("id").to_pylist()
-        if any(a >= b for a, b in zip(ids, ids[1:], strict=False)) or (
+        if any(a >= b for a, b in pairwise(ids)) or (
             self._last_id is not None and ids[0] <= self._last_id
         ):
             for row in table.to_pylist():

@@ -203,7 +203,12 @@ def candidate_pairs(
     kind = np.searchsorted(np.array([n, 2 * n, (2 + variants) * n]), position, side="right")
     other = np.choose(
         kind,
-        [position, position - n, (position - 2 * n) // variants, (position - (2 + variants) * n) // variants],
+        [
+            position,
+            position - n,
+            (position - 2 * n) // variants,
+            (position - (2 + variants) * n) // variants,
+        ],
     )
     mirror = (kind == 1) | (kind == 3)
     shifted = kind >= 2
@@ -211,7 +216,9 @@ def candidate_pairs(
     sub = shifted & (hamming(frames[query], frame_index[position]) <= params.radius_frame)
     shifted_pairs = _unordered(query[sub], other[sub], mirror[sub])
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    face_found = radius_pairs_between(faces, np.concatenate([faces, words["face_mirror"]]), face_radius, bits)
+    face_found = radius_pairs_between(
+        faces, np.concatenate([faces, words["face_mirror"]]), face_radius, bits
+    )
     whole = np.concatenate(
         [
             np.stack([query, other, mirror], axis=1)[~shifted],
@@ -281,9 +288,7 @@ def _hash_chunk(
         inputs[k, 1] = hashing_input(grey, method, size, view)
         views[k, 0] = grey_view(grey, view)
     flat = inputs.reshape(-1, height, width)
-    words = np.stack(
-        [hash_arrays(flat, method, size), hash_arrays(flat[:, :, ::-1], method, size)]
-    )
+    words = np.stack([hash_arrays(flat, method, size), hash_arrays(flat[:, :, ::-1], method, size)])
     return words.reshape(2, len(chunk), inputs.shape[1], -1).swapaxes(0, 1), views
 
 
