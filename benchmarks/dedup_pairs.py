@@ -204,10 +204,12 @@ def report(rows: pd.DataFrame, copies: dict[str, str], title: str) -> None:
         found: dict[str, list[bool]] = defaultdict(list)
         sibling: dict[str, list[bool]] = defaultdict(list)
         sequence_of = {i: i.split("/")[-1][:8] for i in group if i.startswith("ckplus/")}
+        related = dict(zip(rows["id"], rows["related_group"], strict=True))
+        misses: dict[str, list[str]] = defaultdict(list)
         members = defaultdict(set)
         for row_id, name in group.items():
             members[name].add(row_id)
-        for copy_id, original_id in copies.items():
+        for copy_id, original_id in sorted(copies.items()):
             if original_id not in group:
                 continue  # the original's label is dropped on purpose (CK+48 contempt)
             kind = copy_id.split("/")[-1].rsplit("_", 1)[0]
@@ -219,6 +221,9 @@ def report(rows: pd.DataFrame, copies: dict[str, str], title: str) -> None:
             sequence = sequence_of.get(original_id)
             near = any(sequence_of.get(m) == sequence for m in members.get(group.get(copy_id), ()))
             sibling[kind].append(hit or (sequence is not None and near))
+            if not (hit or (sequence is not None and near)):
+                together = related.get(copy_id) == related.get(original_id)
+                misses[kind].append(f"{copy_id} ({'related' if together else 'not related'})")
         print("recall per transform (copy in its original's duplicate group):")
         for kind in TRANSFORMS:
             hits = found[kind]
@@ -231,6 +236,8 @@ def report(rows: pd.DataFrame, copies: dict[str, str], title: str) -> None:
                 f"  {kind:13s} {sum(hits) / len(hits):.3f}  ({parts}); with its original or "
                 f"a frame of the same sequence: {either:.3f}"
             )
+        for kind, missed in misses.items():
+            print(f"  missed {kind}: {', '.join(missed)}")
         mirror_kinds = [kind_of[c] for c in copies if "mirror" in c and c in kind_of]
         print(f"  mirror copies' group kind: {pd.Series(mirror_kinds).value_counts().to_dict()}")
     ck = rows[rows["id"].str.startswith("ckplus/")].copy()
