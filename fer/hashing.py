@@ -23,6 +23,7 @@ __all__ = [
     "HASH_METHODS",
     "HashMethod",
     "hash_arrays",
+    "hash_arrays_with_mirror",
     "hash_hex",
     "hash_image_bytes",
     "hash_size_of",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 _PHASH_FACTOR = 4  # imagehash's highfreq_factor
+_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class HashMethod:
     """hash_size -> (width, height) of the resized grayscale input."""
     bits: Callable[[np.ndarray, int], np.ndarray]
     """(n, h, w) float64 stack, hash_size -> (n, bits) booleans in imagehash's order."""
+    bits_with_mirror: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
+    """Optional: the bits of the stack and of its horizontal mirror from one computation."""
 
 
 HASH_METHODS: Registry[HashMethod] = Registry("hash method")
@@ -52,10 +56,26 @@ def _dct_matrix(size: int, keep: int) -> np.ndarray:
     return 2 * np.cos(np.pi * np.arange(keep)[:, None] * (2 * n + 1) / (2 * size))
 
 
+def _phash_low(pixels: np.ndarray, hash_size: int) -> np.ndarray:
+    """(n, hash_size, hash_size) lowest DCT-II coefficients of each image."""
+    matrix = _dct_matrix(pixels.shape[-1], hash_size)
+    return matrix @ pixels @ matrix.T
+
+
+def _median_bits(low: np.ndarray) -> np.ndarray:
+    flat = low.reshape(len(low), -1)
+    return flat > np.median(flat, axis=1, keepdims=True)
+
+
 def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
-    matrix = _dct_matrix(hash_size * _PHASH_FACTOR, hash_size)
-    low = (matrix @ pixels @ matrix.T).reshape(len(pixels), -1)
-    return low > np.median(low, axis=1, keepdims=True)
+    return _median_bits(_phash_low(pixels, hash_size))
+
+
+def _phash_bits_with_mirror(pixels: np.ndarray, hash_size: int) -> tuple[np.ndarray, np.ndarray]:
+    # DCT-II of a reversed row: coefficient k changes sign when k is odd.
+    low = _phash_low(pixels, hash_size)
+    signs = np.where(np.arange(hash_size) % 2, -1.0, 1.0)
+    return _median_bits(low), _median_bits(low * signs)
 
 
 def _dhash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
@@ -68,7 +88,12 @@ def _ahash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
 
 
 for _method in (
-    HashMethod("phash", lambda s: (s * _PHASH_FACTOR, s * _PHASH_FACTOR), _phash_bits),
+    HashMethod(
+        "phash",
+        lambda s: (s * _PHASH_FACTOR, s * _PHASH_FACTOR),
+        _phash_bits,
+        _phash_bits_with_mirror,
+    ),
     HashMethod("dhash", lambda s: (s + 1, s), _dhash_bits),
     HashMethod("ahash", lambda s: (s, s), _ahash_bits),
 ):
@@ -96,7 +121,29 @@ def hash_arrays(arrays: np.ndarray, method: str, hash_size: int) -> np.ndarray:
     Bits are in imagehash's order (row-major, first bit most significant), so the hex of the
     words is imagehash's `str(hash)`.
     """
-    bits = HASH_METHODS[method].bits(arrays.astype(np.float64), hash_size)
+    return _pack(HASH_METHODS[method].bits(arrays.astype(np.float64), hash_size))
+
+
+def hash_arrays_with_mirror(
+    arrays: np.ndarray, method: str, hash_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`hash_arrays` of a stack and of its horizontal mirror, in one pass where the method
+    allows it (pHash: the mirror only flips the sign of odd horizontal frequencies)."""
+    hasher = HASH_METHODS[method]
+    direct, mirrored = [], []
+    # Blocks of a few MB: large float temporaries are fresh pages (slow first touch) each time.
+    for start in range(0, max(1, len(arrays)), _BLOCK):
+        pixels = arrays[start : start + _BLOCK].astype(np.float64)
+        if hasher.bits_with_mirror is None:
+            bits = hasher.bits(pixels, hash_size), hasher.bits(pixels[:, :, ::-1], hash_size)
+        else:
+            bits = hasher.bits_with_mirror(pixels, hash_size)
+        direct.append(_pack(bits[0]))
+        mirrored.append(_pack(bits[1]))
+    return np.concatenate(direct), np.concatenate(mirrored)
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
     packed = np.packbits(bits, axis=1)
     padding = (-packed.shape[1]) % 8
     if padding:

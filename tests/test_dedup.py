@@ -20,9 +20,17 @@ from fer.dedup import GALLERY, map_label
 from fer.dedup.groups import find_groups
 from fer.dedup.search import brute_force_pairs, hamming, radius_pairs
 from fer.errors import FerDataError
-from fer.hashing import hash_arrays, hash_hex, hash_image_bytes, hashing_input
+from fer.hashing import (
+    hash_arrays,
+    hash_arrays_with_mirror,
+    hash_hex,
+    hash_image_bytes,
+    hashing_input,
+)
 from fer.labels import CLASSES, PRESETS, resolve_label_map
 from tests.conftest import encode
+
+HASHES = {"phash": imagehash.phash, "dhash": imagehash.dhash, "ahash": imagehash.average_hash}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,17 @@ def test_batch_hashes_equal_imagehash(faces, method, reference, size):
     images = [*faces[:40], Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.camera())]
     ours = hash_image_bytes([encode(im, "PNG") for im in images], [1.0] * len(images), method, size)
     assert hash_hex(ours, size * size) == [str(reference(im, hash_size=size)) for im in images]
+
+
+@pytest.mark.parametrize("method", ["phash", "dhash", "ahash"])
+def test_one_pass_mirror_hashes_equal_hashing_the_mirrored_image(faces, method):
+    images = [im.convert("L") for im in faces[:40]]
+    direct, mirrored = hash_arrays_with_mirror(
+        np.stack([hashing_input(im, method, 8) for im in images]), method, 8
+    )
+    flipped = [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+    assert hash_hex(direct, 64) == [str(HASHES[method](im)) for im in images]
+    assert hash_hex(mirrored, 64) == [str(HASHES[method](im)) for im in flipped]
 
 
 def test_known_answer_phash_of_the_astronaut():

@@ -25,7 +25,7 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int64)
 
 
-def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 2048) -> np.ndarray:
+def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 4096) -> np.ndarray:
     """Every (i, j), i < j, with distance <= radius, by blocked all-pairs XOR/popcount."""
     hashes = np.atleast_2d(hashes)
     found = []
@@ -38,7 +38,7 @@ def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 2048) -> np.
     return _sorted_pairs(found)
 
 
-def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 16384) -> np.ndarray:
+def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 4096) -> np.ndarray:
     """Every (i, j), i < j, with Hamming distance <= radius, as a sorted (p, 2) int64 array."""
     hashes = np.ascontiguousarray(np.atleast_2d(hashes), dtype=np.uint64)
     if len(hashes) < 2:
@@ -50,7 +50,7 @@ def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 16384)
 
 
 def radius_pairs_between(
-    queries: np.ndarray, hashes: np.ndarray, radius: int, bits: int, block: int = 16384
+    queries: np.ndarray, hashes: np.ndarray, radius: int, bits: int, block: int = 4096
 ) -> np.ndarray:
     """Every (q, h) with distance(queries[q], hashes[h]) <= radius, sorted (p, 2) int64."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.uint64)
@@ -77,18 +77,27 @@ def _multi_index(
     block: int,
     same: bool,
 ) -> np.ndarray:
-    index_bits, query_bits = _bits(hashes, bits), _bits(queries, bits)
+    single = hashes.shape[1] == 1
+    # One-word hashes are compared as flat uint64 arrays: a third of the memory traffic.
+    flat_hashes, flat_queries = (hashes[:, 0], queries[:, 0]) if single else (hashes, queries)
+    if not single:
+        index_bits, query_bits = _bits(hashes, bits), _bits(queries, bits)
     found = []
     boundaries = np.linspace(0, bits, chunks + 1).round().astype(int)
     per_chunk_radius = radius // chunks
     for lo, hi in pairwise(boundaries):
         width = int(hi - lo)
-        weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
-        values = index_bits[:, lo:hi].astype(np.int64) @ weights
-        query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
+        if single:  # chunk [lo, hi) of the hash, first bit most significant, by shifting
+            shift, mask = np.uint64(bits - hi), np.uint64((1 << width) - 1)
+            values = ((flat_hashes >> shift) & mask).astype(np.int64)
+            query_values = ((flat_queries >> shift) & mask).astype(np.int64)
+        else:
+            weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
+            values = index_bits[:, lo:hi].astype(np.int64) @ weights
+            query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
         order = np.argsort(values, kind="stable").astype(np.int64)
         # The index in bucket order, so each probe reads one contiguous run of hashes.
-        bucketed = hashes[order]
+        bucketed = flat_hashes[order]
         counts = np.bincount(values, minlength=1 << width)
         # 32-bit bucket tables halve the memory traffic of the random lookups.
         small = np.int32 if len(hashes) < 2**31 else np.int64
@@ -97,27 +106,36 @@ def _multi_index(
         query_values = query_values.astype(small)
         for first in range(0, len(queries), block):
             batch = np.arange(first, min(len(queries), first + block), dtype=np.int64)
-            probes = query_values[batch, None] ^ masks[None, :]
-            lo_pos = starts[probes].ravel()
-            sizes = starts[probes + 1].ravel() - lo_pos
+            probes = (query_values[batch, None] ^ masks[None, :]).ravel()
+            lo_pos = starts[probes]
+            sizes = starts[probes + 1] - lo_pos
+            hit = np.flatnonzero(sizes)  # most probes find an empty bucket
+            if len(hit) == 0:
+                continue
+            lo_pos, sizes = lo_pos[hit], sizes[hit]
             ends = np.cumsum(sizes, dtype=np.int64)
             total = int(ends[-1])
-            if total == 0:
-                continue
             # Candidate k of probe p sits at bucketed[lo_pos[p] + k].
             offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else small)
             position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
-            probe_hashes = np.repeat(queries[batch], len(masks), axis=0)
-            close = np.flatnonzero(
-                hamming(np.repeat(probe_hashes, sizes, axis=0), bucketed[position]) <= radius
-            )
-            query_of = batch[np.searchsorted(ends, close, side="right") // len(masks)]
-            other = order[position[close]]
+            query_of = np.repeat(batch[hit // len(masks)], sizes)
+            close = hamming_flat(flat_queries[query_of], bucketed[position]) <= radius
+            query_of, other = query_of[close], order[position[close]]
             if same:
                 keep = other > query_of
                 query_of, other = query_of[keep], other[keep]
-            found.append(np.stack([query_of, other], axis=1))
-    return _sorted_pairs(found)
+            found.append(query_of * len(hashes) + other)
+    if not found:
+        return np.zeros((0, 2), np.int64)
+    keys = np.unique(np.concatenate(found))
+    return np.stack([keys // len(hashes), keys % len(hashes)], axis=1)
+
+
+def hamming_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`hamming` of flat uint64 arrays (one-word hashes) or of (n, words) arrays."""
+    if a.ndim == 1:
+        return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int64)
+    return hamming(a, b)
 
 
 def _sorted_pairs(found: list[np.ndarray]) -> np.ndarray:
