@@ -120,6 +120,11 @@ class CropRuntime(_Section):
     """auto (CUDA when available), cpu or cuda."""
     batch_size: PositiveInt = 512
     """Images per detector call."""
+    pixel_budget: Annotated[int, Field(ge=1_000_000)] = 4_000_000
+    """Detector-input pixels decoded at once: batches are formed by total pixels, so memory
+    does not grow with image size."""
+    workers: NonNegativeInt = 0
+    """Threads decoding, cutting and encoding images; 0 = one per core."""
     detect_max_side: PositiveInt = 640
     """Larger images are downscaled for detection; boxes are mapped back."""
     bucket: PositiveInt = 32
@@ -133,7 +138,13 @@ class CropSettings(_Section):
     margin: Annotated[float, Field(ge=0, le=2)] = 0.2
     """Fraction of the face box side added on each side of the square crop."""
     min_face_size: Annotated[int, Field(ge=12)] = 20
-    """Pixels; MTCNN's smallest window is 12."""
+    """Pixels at the detection resolution; MTCNN's smallest window is 12."""
+    min_face_fraction: Annotated[float, Field(gt=0, le=1)] | None = 0.2
+    """Smallest face side as a fraction of the image's shorter side: images are detected at
+    the resolution where such a face is `min_face_size` pixels (large JPEGs decoded at reduced
+    size), so detection cost stops growing with pixels; the crop is cut at full resolution.
+    null detects at full resolution (up to `crop.runtime.detect_max_side`): for whole-frame
+    sources with small faces."""
     thresholds: Annotated[tuple[Fraction, Fraction, Fraction], BeforeValidator(_list_to_tuple)] = (
         0.6,
         0.7,

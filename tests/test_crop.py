@@ -35,8 +35,18 @@ def _resize(pixels: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.BICUBIC))
 
 
-def make_dataset(folder: Path, images: dict[str, np.ndarray], **extra_columns) -> Path:
-    """An ingest-shaped dataset of PNG rows, one per {name: pixels}."""
+def _encoded(pixels: np.ndarray, image_format: str) -> bytes:
+    if image_format == "PNG":
+        return encode_png(pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, image_format, quality=95)
+    return buffer.getvalue()
+
+
+def make_dataset(
+    folder: Path, images: dict[str, np.ndarray], image_format: str = "PNG", **extra_columns
+) -> Path:
+    """An ingest-shaped dataset of PNG (or JPEG) rows, one per {name: pixels}."""
     with DatasetWriter(
         folder, INGEST_SCHEMA, 2**20, {"stage": "ingest", "source": "src"}
     ) as writer:
@@ -44,7 +54,7 @@ def make_dataset(folder: Path, images: dict[str, np.ndarray], **extra_columns) -
             pixels = images[name]
             channels = 3 if pixels.ndim == 3 else 1
             stored = StoredImage(
-                encode_png(pixels),
+                _encoded(pixels, image_format),
                 pixels.shape[1],
                 pixels.shape[0],
                 channels,
@@ -115,7 +125,8 @@ def test_align_levels_the_eyes_of_a_rotated_face(tmp_path, detector):
     assert abs(tilt) > 15
     _, rows, _ = _crop(tmp_path, {"face_rot": rotated}, CropSettings(align=True, margin=0.3))
     row = rows["face_rot"]
-    assert row["crop_status"] == "ok" and row["crop_angle"] == pytest.approx(tilt, abs=1)
+    # Detected at reduced size (min_face_fraction), the eyes are located to about half a pixel.
+    assert row["crop_status"] == "ok" and row["crop_angle"] == pytest.approx(tilt, abs=2)
     assert abs(_eye_angle(detector, _decode(row))) < 3
 
 
@@ -310,10 +321,10 @@ def test_detector_noise_below_the_grid_gives_identical_bytes(tmp_path, lfw, monk
     crop_source(src, CropSettings(pad=0.17, align=True), RUNTIME, tmp_path / "a", progress=False)
     original = detector_module.FaceDetector.detect
 
-    def noisy(self, batch):
+    def noisy(self, batch, min_face_size=None):
         import dataclasses
 
-        found = original(self, batch)
+        found = original(self, batch, min_face_size)
         rng = np.random.default_rng(0)
 
         def jitter(values, size):
@@ -335,7 +346,7 @@ def test_detector_noise_below_the_grid_gives_identical_bytes(tmp_path, lfw, monk
 def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, lfw, monkeypatch):
     from fer.crop import detector as detector_module
 
-    def finds_nothing(self, batch):
+    def finds_nothing(self, batch, min_face_size=None):
         return detector_module.Detections(
             np.zeros(0, np.int64),
             np.zeros((0, 4), np.float32),
@@ -352,3 +363,96 @@ def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, 
     assert rows["other_0"]["crop_status"] == "no_face"
     _, off, _ = _crop(tmp_path / "off", images, CropSettings(pad=0.17, frame_face_score=None))
     assert off["face_0"]["crop_status"] == "no_face"
+
+
+def _astronaut_photo(side: int) -> np.ndarray:
+    return np.asarray(
+        Image.fromarray(skdata.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
+    )
+
+
+def test_draft_decode_finds_the_same_box_as_a_full_decode(tmp_path):
+    # A 2048 px JPEG is decoded at 1/8 size (DCT scaling) for detection; the same pixels as a
+    # PNG are decoded whole, then resized to the same detection size.
+    photo = _astronaut_photo(2048)
+    boxes = {}
+    for image_format in ("JPEG", "PNG"):
+        src = make_dataset(tmp_path / image_format / "in", {"face_a": photo}, image_format)
+        summary = crop_source(
+            src, CropSettings(), RUNTIME, tmp_path / image_format / "out", progress=False
+        )
+        row = read_table(tmp_path / image_format / "out").to_pylist()[0]
+        assert row["crop_status"] == "ok", summary
+        boxes[image_format] = np.array([row["crop_box"][k] for k in "xywh"])
+    detection_scale = 48 / (0.2 * 2048)  # the face min_face_fraction allows is 48 px there
+    assert np.abs(boxes["JPEG"] - boxes["PNG"]).max() * detection_scale <= 1.0, boxes
+    x, y, w, h = boxes["JPEG"]
+    ex1, ey1, ex2, ey2 = (4 * v for v in ASTRONAUT_FACE)
+    assert (
+        abs(x - ex1) < 60 and abs(y - ey1) < 60 and abs(x + w - ex2) < 60 and abs(y + h - ey2) < 60
+    )
+
+
+def test_batches_stay_within_the_pixel_budget(tmp_path):
+    from fer.crop import _detection_size, _pixel_batches
+
+    images = {f"face_{i:02d}": _astronaut_photo(side) for i, side in enumerate([64, 300, 900] * 6)}
+    src = make_dataset(tmp_path / "in", images)
+    settings, runtime = CropSettings(min_face_fraction=None), CropRuntime(pixel_budget=1_000_000)
+    batches = list(_pixel_batches(src, settings, runtime))
+    assert sum(len(b) for b in batches) == len(images)
+    for batch in batches:
+        pixels = sum(
+            w * h
+            for w, h, _ in (
+                _detection_size(r["width"], r["height"], settings, runtime) for r in batch
+            )
+        )
+        assert len(batch) == 1 or pixels <= runtime.pixel_budget
+
+
+_PEAK_RSS = """
+import os, sys, threading, time
+from fer.config import CropRuntime, CropSettings
+from fer.crop import crop_source
+from fer.crop.detector import FaceDetector
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+FaceDetector()
+start, peak, done = rss(), [0.0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.005)
+sampler = threading.Thread(target=sample)
+sampler.start()
+crop_source(sys.argv[1], CropSettings(output_size=224), CropRuntime(device="cpu"), sys.argv[2], 2**24, progress=False)
+done.set()
+sampler.join()
+print(peak[0] - start)
+"""
+
+
+def test_crop_memory_does_not_grow_with_image_side(tmp_path):
+    import subprocess
+    import sys
+
+    grown = {}
+    for side in (400, 3200):
+        photo = _astronaut_photo(side)
+        src = make_dataset(
+            tmp_path / f"in{side}", {f"face_{i:02d}": photo for i in range(16)}, "JPEG"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(src), str(tmp_path / f"out{side}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        grown[side] = float(out.stdout.split()[-1])
+    # 16 photos of 3200 px are 490 MB decoded (the previous crop stage grew by 670 MB more
+    # than at 400 px); now each thread holds one decoded photo at a time (30 MB).
+    assert grown[3200] - grown[400] < 200, grown

@@ -7,7 +7,10 @@ import heapq
 import io
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +27,19 @@ from fer.crop.geometry import (
     quantise,
     select_face,
     synthesized_share,
+    window_region,
 )
 from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, iter_batches, read_summary
 from fer.device import resolve_device
 from fer.images import encode_png
+from fer.parallel import worker_count
 from fer.sheet import contact_sheet, thumbnail
 
 __all__ = ["CONTACT_SHEET", "crop_source"]
 
 CONTACT_SHEET = "contact_sheet.png"
 _PAD_GRAY = 128
+_ONET_SIDE = 24
 _NOT_FOUND = ("no_face", "low_score", "too_small")
 _SHEET_TILES = 40
 _TILE = 72
@@ -42,7 +48,6 @@ _TILE = 72
 @dataclass
 class _Prepared:
     row: dict[str, Any]
-    pixels: np.ndarray | None = None
     detector_input: np.ndarray | None = None
     scale: float = 1.0
     offset: int = 0
@@ -52,6 +57,10 @@ class _Prepared:
     status: str = ""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    min_face: float = 20.0
+    """Smallest face searched, in detector-input pixels."""
+    thumbnail: np.ndarray | None = None
+    """The contact-sheet tile of the crop, or of the image when no face was cut."""
 
 
 def crop_source(
@@ -79,6 +88,7 @@ def crop_source(
     sheet = _SheetCollector()
     total = count_rows(in_dir)
     with (
+        ThreadPoolExecutor(worker_count(runtime.workers)) as pool,
         DatasetWriter(
             out_dir,
             CROP_SCHEMA,
@@ -90,9 +100,10 @@ def crop_source(
             total=total, desc=f"crop {source}", unit="img", disable=not progress, mininterval=1.0
         ) as bar,
     ):
-        for batch in iter_batches(in_dir, batch_size=runtime.batch_size * 4):
-            rows = batch.to_pylist()
-            for item in _process(rows, settings, runtime, detector):
+        for items in _processed(
+            _pixel_batches(in_dir, settings, runtime), settings, runtime, detector, pool
+        ):
+            for item in items:
                 by_label[item.row["source_label"]][item.status] += 1
                 if "crop_synthesized" in item.extra:
                     synthesized.append(item.extra["crop_synthesized"])
@@ -104,7 +115,7 @@ def crop_source(
                     )
                 else:
                     writer.add({**item.row, **item.extra}, locator)
-            bar.update(len(rows))
+            bar.update(len(items))
         sheet.save(writer.staging_dir / CONTACT_SHEET, source)
         return writer.close(
             {
@@ -124,20 +135,88 @@ def crop_source(
         )
 
 
-def _process(
-    rows: list[dict[str, Any]], settings: CropSettings, runtime: CropRuntime, detector: Any
-) -> list[_Prepared]:
-    items = [_prepare(row, settings, runtime) for row in rows]
-    if detector is not None:
-        _detect(items, detector, runtime.batch_size)
-    for item in items:
-        if item.status == "":
-            _finish(item, settings)
-        item.extra["crop_status"] = item.status
+def _pixel_batches(
+    in_dir: str | Path, settings: CropSettings, runtime: CropRuntime
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows in batches whose detector inputs hold at most `runtime.pixel_budget` pixels (and
+    at most four detector calls of rows): memory is bounded whatever the image size."""
+    rows: list[dict[str, Any]] = []
+    pixels = 0
+    for batch in iter_batches(in_dir, batch_size=256):
+        widths = batch.column("width").to_numpy(zero_copy_only=False)
+        heights = batch.column("height").to_numpy(zero_copy_only=False)
+        for k, row in enumerate(batch.to_pylist()):
+            w, h, _ = _detection_size(int(widths[k]), int(heights[k]), settings, runtime)
+            side = 1 + 2 * settings.pad
+            size = w * h * side * side
+            if rows and (
+                pixels + size > runtime.pixel_budget or len(rows) >= 4 * runtime.batch_size
+            ):
+                yield rows
+                rows, pixels = [], 0
+            rows.append(row)
+            pixels += size
+    if rows:
+        yield rows
+
+
+def _processed(
+    batches: Iterator[list[dict[str, Any]]],
+    settings: CropSettings,
+    runtime: CropRuntime,
+    detector: Any,
+    pool: ThreadPoolExecutor,
+) -> Iterator[list[_Prepared]]:
+    """Each batch decoded at detection size, detected, then cut and encoded at full size, in
+    order; the threads decode the next batch and cut the previous one while the detector runs
+    (at most two batches of detector inputs are alive)."""
+    prepare = partial(_prepare, settings=settings, runtime=runtime)
+    finish = partial(_finish, settings=settings)
+    rows = next(batches, None)
+    preparing = None if rows is None else [pool.submit(prepare, row) for row in rows]
+    finishing: tuple[list[_Prepared], list[Future[None]]] | None = None
+    while preparing is not None:
+        items = [future.result() for future in preparing]
+        rows = next(batches, None)
+        preparing = None if rows is None else [pool.submit(prepare, row) for row in rows]
+        if detector is not None:
+            _detect(items, detector, runtime.batch_size)
+        if finishing is not None:
+            yield _finished(*finishing)
+        finishing = items, [pool.submit(finish, item) for item in items]
+    if finishing is not None:
+        yield _finished(*finishing)
+
+
+def _finished(items: list[_Prepared], futures: list[Future[None]]) -> list[_Prepared]:
+    for future in futures:
+        future.result()
     return items
 
 
+def _detection_size(
+    width: int, height: int, settings: CropSettings, runtime: CropRuntime
+) -> tuple[int, int, float]:
+    """(width, height, smallest face in pixels) of an image as the detector sees it.
+
+    With `min_face_fraction` the smallest face allowed is that share of the shorter side: the
+    image is detected where that face is _ONET_SIDE pixels (the O-net's own input, so its
+    landmarks and score lose nothing), and the pyramid starts where it is 12 pixels. The longer
+    side is at most `detect_max_side`; images are never upscaled."""
+    scale = min(1.0, runtime.detect_max_side / max(width, height, 1))
+    if settings.min_face_fraction is None:
+        smallest = float(settings.min_face_size)
+    else:
+        face = settings.min_face_fraction * min(width, height)
+        scale = min(scale, _ONET_SIDE / max(face, 1e-9))
+        smallest = max(float(settings.min_face_size), face * scale)
+    if scale >= 1.0:
+        return width, height, smallest
+    return max(12, round(width * scale)), max(12, round(height * scale)), smallest
+
+
 def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) -> _Prepared:
+    """Decode an image at its detection size only (JPEGs by DCT scaling, Pillow's `draft`)."""
     item = _Prepared(row)
     item.extra = {
         "original_width": row["width"],
@@ -147,19 +226,20 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     if not settings.enabled:
         item.status = "skipped"
         return item
-    with Image.open(io.BytesIO(row["image"]["bytes"])) as image:
-        item.pixels = np.asarray(image)
-    height, width = item.pixels.shape[:2]
+    width, height = row["width"], row["height"]
     if min(height, width) < 12:
         item.status, item.detail = "too_small", f"{width}x{height} is below MTCNN's 12-pixel window"
+        item.thumbnail = thumbnail(row["image"]["bytes"], _TILE)
         return item
-    scale = min(1.0, runtime.detect_max_side / max(height, width))
-    rgb = item.pixels if item.pixels.ndim == 3 else np.repeat(item.pixels[:, :, None], 3, axis=2)
-    if scale < 1:
-        size = (max(12, round(width * scale)), max(12, round(height * scale)))
-        rgb = np.asarray(
-            Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        )
+    *size, item.min_face = _detection_size(width, height, settings, runtime)
+    size = tuple(size)
+    with Image.open(io.BytesIO(row["image"]["bytes"])) as image:
+        if size != (width, height) and image.format == "JPEG":
+            image.draft(image.mode, size)  # the smallest 1/2^k scale at least `size`
+        picture = image.convert("RGB")
+    if picture.size != size:
+        picture = picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    rgb = np.asarray(picture)
     offset = round(settings.pad * max(rgb.shape[:2]))
     bucket = runtime.bucket
     canvas_h = math.ceil((rgb.shape[0] + 2 * offset) / bucket) * bucket
@@ -175,14 +255,14 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
 
 
 def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
-    buckets: dict[tuple[int, ...], list[_Prepared]] = defaultdict(list)
+    buckets: dict[tuple[Any, ...], list[_Prepared]] = defaultdict(list)
     for item in items:
         if item.detector_input is not None:
-            buckets[item.detector_input.shape].append(item)
-    for group in buckets.values():
+            buckets[(*item.detector_input.shape, item.min_face)].append(item)
+    for key, group in buckets.items():
         for start in range(0, len(group), batch_size):
             batch = group[start : start + batch_size]
-            found = detector.detect(np.stack([i.detector_input for i in batch]))
+            found = detector.detect(np.stack([i.detector_input for i in batch]), key[-1])
             for index, item in enumerate(batch):
                 mine = found.image == index
                 boxes = (found.boxes[mine] - item.offset) / item.scale
@@ -202,13 +282,29 @@ def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
                 )
                 for item, score in zip(empty, scores, strict=True):
                     item.frame_score = round(float(score), 4)
-            for item in batch:
-                item.detector_input = None
 
 
 def _finish(item: _Prepared, settings: CropSettings) -> None:
+    """Choose the face, then decode the image at full resolution, cut the window and encode
+    it; only the encoded crop and a contact-sheet tile stay in memory."""
+    if item.status == "":
+        _cut(item, settings)
+    if item.thumbnail is None and item.detector_input is not None:
+        # Nothing was cut: the contact sheet shows the image as the detector saw it.
+        rows, columns = (
+            round(side * item.scale) for side in (item.row["height"], item.row["width"])
+        )
+        frame = item.detector_input[
+            item.offset : item.offset + rows, item.offset : item.offset + columns
+        ]
+        item.thumbnail = thumbnail(frame, _TILE)
+    item.detector_input = None
+    item.extra["crop_status"] = item.status
+
+
+def _cut(item: _Prepared, settings: CropSettings) -> None:
     boxes, scores, landmarks = item.faces
-    height, width = item.pixels.shape[:2]
+    width, height = item.row["width"], item.row["height"]
     item.extra["crop_faces"] = len(boxes)
     window: CropWindow | None = None
     face_side = 0.0
@@ -257,7 +353,13 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
         return
     if settings.border == "fit":
         window = fit_window(window, width, height)
-    crop = cut_crop(item.pixels, window, settings.output_size, settings.border)
+    # Decode once and convert only the region the window reads: memory follows the window.
+    left, top, right, bottom = window_region(window, width, height, settings.output_size)
+    with Image.open(io.BytesIO(item.row["image"]["bytes"])) as image:
+        region = np.asarray(image.crop((left, top, right, bottom)))
+    local = CropWindow(window.cx - left, window.cy - top, window.side, window.angle)
+    crop = cut_crop(region, local, settings.output_size, settings.border)
+    del region
     item.extra["crop_margin"] = round((window.side / face_side - 1) / 2, 4) if face_side else None
     item.extra["crop_synthesized"] = round(synthesized_share(window, width, height), 4)
     item.extra["crop_angle"] = window.angle
@@ -273,7 +375,7 @@ def _finish(item: _Prepared, settings: CropSettings) -> None:
         "width": crop.shape[1],
         "height": crop.shape[0],
     }
-    item.pixels = crop
+    item.thumbnail = thumbnail(crop, _TILE)
 
 
 class _SheetCollector:
@@ -284,19 +386,19 @@ class _SheetCollector:
         self.sample: list[tuple[str, str, str, np.ndarray]] = []
 
     def offer(self, item: _Prepared) -> None:
-        if item.pixels is None:
+        if item.thumbnail is None:
             return
         if item.status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
             caption = f"{item.status} {item.row['source_label']}"
-            self.rejected.append((item.row["id"], caption, thumbnail(item.pixels, _TILE)))
+            self.rejected.append((item.row["id"], caption, item.thumbnail))
         elif item.status in ("ok", "source_box", "frame_face"):
             # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
             key = -int(hashlib.md5(item.row["id"].encode()).hexdigest()[:16], 16)
-            entry = (key, item.row["id"], str(item.row["source_label"]), item.pixels)
+            entry = (key, item.row["id"], str(item.row["source_label"]), item.thumbnail)
             if len(self.sample) < _SHEET_TILES:
-                heapq.heappush(self.sample, (*entry[:3], thumbnail(entry[3], _TILE)))
+                heapq.heappush(self.sample, entry)
             elif entry[0] > self.sample[0][0]:
-                heapq.heapreplace(self.sample, (*entry[:3], thumbnail(entry[3], _TILE)))
+                heapq.heapreplace(self.sample, entry)
 
     def save(self, path: Path, source: str) -> None:
         sample = [(i, s, t) for _, i, s, t in sorted(self.sample, reverse=True)]

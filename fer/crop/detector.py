@@ -57,13 +57,16 @@ class FaceDetector:
         )
 
     @torch.inference_mode()
-    def detect(self, images: np.ndarray | torch.Tensor) -> Detections:
-        """Detect faces in a (B, H, W, 3) uint8 batch."""
+    def detect(
+        self, images: np.ndarray | torch.Tensor, min_face_size: float | None = None
+    ) -> Detections:
+        """Detect faces in a (B, H, W, 3) uint8 batch; `min_face_size` (pixels) overrides the
+        detector's for this batch: the pyramid starts where such a face is 12 pixels."""
         if isinstance(images, np.ndarray):
             images = np.require(images, requirements=["C", "W"])
         batch = torch.as_tensor(images, device=self.device)
         batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
-        boxes, image_inds = self._stage_one(batch)
+        boxes, image_inds = self._stage_one(batch, min_face_size or self.min_face_size)
         if len(boxes):
             boxes, image_inds = self._stage_two(batch, boxes, image_inds)
         if len(boxes):
@@ -92,8 +95,8 @@ class FaceDetector:
             scores[valid.cpu().numpy()] = probs[:, 1].cpu().numpy()
         return scores
 
-    def _scales(self, height: int, width: int) -> list[float]:
-        scale = 12.0 / self.min_face_size
+    def _scales(self, height: int, width: int, min_face_size: float) -> list[float]:
+        scale = 12.0 / min_face_size
         min_side = min(height, width) * scale
         scales = []
         while min_side >= 12:
@@ -102,12 +105,14 @@ class FaceDetector:
             min_side *= self.factor
         return scales
 
-    def _stage_one(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stage_one(
+        self, batch: torch.Tensor, min_face_size: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
 
         height, width = batch.shape[2:]
         all_boxes, all_inds = [], []
-        for scale in self._scales(height, width):
+        for scale in self._scales(height, width, min_face_size):
             size = (int(height * scale + 1), int(width * scale + 1))
             resized = (interpolate(batch, size=size, mode="area") - 127.5) * 0.0078125
             reg, probs = self.pnet(resized.contiguous(memory_format=torch.channels_last))

@@ -16,6 +16,7 @@ __all__ = [
     "quantise",
     "select_face",
     "synthesized_share",
+    "window_region",
 ]
 
 
@@ -88,6 +89,25 @@ def synthesized_share(window: CropWindow, width: int, height: int) -> float:
     return max(0.0, 1.0 - overlap_x * overlap_y / (2 * half) ** 2)
 
 
+def window_region(
+    window: CropWindow, width: int, height: int, output_size: int | None
+) -> tuple[int, int, int, int]:
+    """The part of a width x height image that `cut_crop` reads for `window` (left, top,
+    right, bottom): its bounding box plus the resampler's reach, clipped to the image, with
+    the corner on the grid of `cut_crop`'s box-filter reduction so the result is the same as
+    from the whole image."""
+    out = output_size or max(1, round(window.side))
+    factor = int(window.side / out) if window.side / out >= 2 else 1
+    reach = _half_extent(window) + 3 * factor
+    left = max(0, math.floor((window.cx - reach) / factor) * factor)
+    top = max(0, math.floor((window.cy - reach) / factor) * factor)
+    right = min(width, math.ceil(window.cx + reach))
+    bottom = min(height, math.ceil(window.cy + reach))
+    if right <= left or bottom <= top:
+        return 0, 0, width, height
+    return left, top, right, bottom
+
+
 def cut_crop(
     pixels: np.ndarray, window: CropWindow, output_size: int | None, border: str
 ) -> np.ndarray:
@@ -110,6 +130,18 @@ def cut_crop(
     corners_x = [origin_x + cos * u - sin * v for u in (0, out) for v in (0, out)]
     corners_y = [origin_y + sin * u + cos * v for u in (0, out) for v in (0, out)]
     height, width = image.shape[:2]
+    # Resample from the window's neighbourhood only (bicubic reads 2 px around each sample),
+    # not from a copy of the whole photo.
+    left = max(0, math.floor(min(corners_x)) - 3)
+    top = max(0, math.floor(min(corners_y)) - 3)
+    right = min(width, math.ceil(max(corners_x)) + 3)
+    bottom = min(height, math.ceil(max(corners_y)) + 3)
+    if right > left and bottom > top and (left, top, right, bottom) != (0, 0, width, height):
+        image = image[top:bottom, left:right]
+        origin_x, origin_y = origin_x - left, origin_y - top
+        corners_x = [x - left for x in corners_x]
+        corners_y = [y - top for y in corners_y]
+        height, width = image.shape[:2]
     overflow = max(
         0.0, -min(corners_x), -min(corners_y), max(corners_x) - width, max(corners_y) - height
     )
