@@ -39,7 +39,8 @@ __all__ = ["CONTACT_SHEET", "crop_source"]
 
 CONTACT_SHEET = "contact_sheet.png"
 _PAD_GRAY = 128
-_ONET_SIDE = 24
+_DETECTED_FACE = 24
+"""Pixels of the smallest allowed face at detection size: the R-net's input side."""
 _NOT_FOUND = ("no_face", "low_score", "too_small")
 _SHEET_TILES = 40
 _TILE = 72
@@ -200,15 +201,15 @@ def _detection_size(
     """(width, height, smallest face in pixels) of an image as the detector sees it.
 
     With `min_face_fraction` the smallest face allowed is that share of the shorter side: the
-    image is detected where that face is _ONET_SIDE pixels (the O-net's own input, so its
-    landmarks and score lose nothing), and the pyramid starts where it is 12 pixels. The longer
-    side is at most `detect_max_side`; images are never upscaled."""
+    image is detected where that face is _DETECTED_FACE pixels, and the pyramid starts where
+    it is 12 pixels. The longer side is at most `detect_max_side`; images are never
+    upscaled."""
     scale = min(1.0, runtime.detect_max_side / max(width, height, 1))
     if settings.min_face_fraction is None:
         smallest = float(settings.min_face_size)
     else:
         face = settings.min_face_fraction * min(width, height)
-        scale = min(scale, _ONET_SIDE / max(face, 1e-9))
+        scale = min(scale, _DETECTED_FACE / max(face, 1e-9))
         smallest = max(float(settings.min_face_size), face * scale)
     if scale >= 1.0:
         return width, height, smallest
