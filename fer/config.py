@@ -141,7 +141,7 @@ class CropSettings(_Section):
     """Pixels at the detection resolution; MTCNN's smallest window is 12."""
     min_face_fraction: Annotated[float, Field(gt=0, le=1)] | None = 0.2
     """Smallest face side as a fraction of the image's shorter side: images are detected at
-    the resolution where such a face is 24 pixels (large JPEGs decoded at reduced size), so
+    the resolution where such a face is 48 pixels (large JPEGs decoded at reduced size), so
     detection cost stops growing with pixels; the crop is cut at full resolution.
     null detects at full resolution (up to `crop.runtime.detect_max_side`): for whole-frame
     sources with small faces."""
