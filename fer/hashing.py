@@ -63,7 +63,7 @@ def _phash_low(pixels: np.ndarray, hash_size: int) -> np.ndarray:
 
 
 def _median_bits(low: np.ndarray) -> np.ndarray:
-    flat = low.reshape(len(low), -1)
+    flat = low.reshape(len(low), low.shape[1] * low.shape[2])
     return flat > np.median(flat, axis=1, keepdims=True)
 
 
@@ -79,11 +79,12 @@ def _phash_bits_with_mirror(pixels: np.ndarray, hash_size: int) -> tuple[np.ndar
 
 
 def _dhash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
-    return (pixels[:, :, 1:] > pixels[:, :, :-1]).reshape(len(pixels), -1)
+    bits = pixels[:, :, 1:] > pixels[:, :, :-1]
+    return bits.reshape(len(bits), bits.shape[1] * bits.shape[2])
 
 
 def _ahash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
-    flat = pixels.reshape(len(pixels), -1)
+    flat = pixels.reshape(len(pixels), pixels.shape[1] * pixels.shape[2])
     return flat > flat.mean(axis=1, keepdims=True)
 
 
@@ -121,7 +122,14 @@ def hash_arrays(arrays: np.ndarray, method: str, hash_size: int) -> np.ndarray:
     Bits are in imagehash's order (row-major, first bit most significant), so the hex of the
     words is imagehash's `str(hash)`.
     """
-    return _pack(HASH_METHODS[method].bits(arrays.astype(np.float64), hash_size))
+    hasher = HASH_METHODS[method]
+    # Blocks of a few MB: large float temporaries are fresh pages (slow first touch) each time.
+    return np.concatenate(
+        [
+            _pack(hasher.bits(arrays[start : start + _BLOCK].astype(np.float64), hash_size))
+            for start in range(0, max(1, len(arrays)), _BLOCK)
+        ]
+    )
 
 
 def hash_arrays_with_mirror(
@@ -131,7 +139,6 @@ def hash_arrays_with_mirror(
     allows it (pHash: the mirror only flips the sign of odd horizontal frequencies)."""
     hasher = HASH_METHODS[method]
     direct, mirrored = [], []
-    # Blocks of a few MB: large float temporaries are fresh pages (slow first touch) each time.
     for start in range(0, max(1, len(arrays)), _BLOCK):
         pixels = arrays[start : start + _BLOCK].astype(np.float64)
         if hasher.bits_with_mirror is None:

@@ -73,6 +73,15 @@ def test_one_pass_mirror_hashes_equal_hashing_the_mirrored_image(faces, method):
     assert hash_hex(mirrored, 64) == [str(HASHES[method](im)) for im in flipped]
 
 
+@pytest.mark.parametrize(
+    ("method", "shape"), [("phash", (32, 32)), ("dhash", (8, 9)), ("ahash", (8, 8))]
+)
+def test_an_empty_stack_hashes_to_no_words(method, shape):
+    empty = np.zeros((0, *shape), np.uint8)
+    assert hash_arrays(empty, method, 8).shape == (0, 1)
+    assert [words.shape for words in hash_arrays_with_mirror(empty, method, 8)] == [(0, 1), (0, 1)]
+
+
 def test_known_answer_phash_of_the_astronaut():
     astronaut = Image.fromarray(skdata.astronaut())
     assert (
