@@ -288,7 +288,11 @@ class TrainParams(_Section):
     seed: NonNegativeInt = 2024
     device: Device = "auto"
     workers: NonNegativeInt = 0
-    """DataLoader worker processes."""
+    """DataLoader worker processes (the batch order does not depend on it)."""
+    shuffle_buffer: PositiveInt = 2048
+    """Training rows held for shuffling: the memory of the stream, whatever the dataset size."""
+    processes: PositiveInt = 1
+    """Training processes on this machine; more than 1 runs DDP under torchrun."""
     checkpoint: str | None = None
     """Local weights to start from (nothing is downloaded)."""
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from fer.config import TrainParams
 from fer.device import resolve_device
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
-from fer.train import FaceDataset, load_checkpoint, load_split, read_checkpoint, transforms_for
+from fer.stream import SplitStream
+from fer.train import load_checkpoint, read_checkpoint, transforms_for
 
 __all__ = ["CONFUSION_JSON", "CONFUSION_PNG", "METRICS_JSON", "PER_CLASS_JSON", "evaluate_model"]
 
@@ -47,21 +47,22 @@ def evaluate_model(
         raise FerDataError(
             f"{checkpoint}: not a fer-data checkpoint (no 'model' name and 'image_size')"
         )
-    images, labels = load_split(processed, "test")
-    if not images:
+    transform = transforms_for(
+        TrainParams(model=saved["model"], image_size=saved["image_size"]), train=False
+    )
+    stream = SplitStream(processed, "test", batch_size, transform)
+    if not stream.rows:
         raise FerDataError(f"{processed}: the test split is empty; check the split stage's ratios")
     target = torch.device(resolve_device(device, "train.device"))
     model = build_model(saved["model"], len(CLASSES), saved["image_size"])
     load_checkpoint(model, checkpoint, saved["model"])
     model = model.to(target).eval()
-    transform = transforms_for(
-        TrainParams(model=saved["model"], image_size=saved["image_size"]), train=False
-    )
-    loader = DataLoader(FaceDataset(images, labels, transform), batch_size=batch_size)
+    labels: list[int] = []
     predicted: list[int] = []
     with torch.inference_mode(), torch.autocast(target.type, enabled=target.type == "cuda"):
-        for batch, _ in loader:
+        for batch, batch_labels in stream:
             predicted += model(batch.to(target)).argmax(1).tolist()
+            labels += batch_labels.tolist()
     truth = np.array(labels)
     guess = np.array(predicted)
     indices = list(range(len(CLASSES)))

@@ -1,30 +1,31 @@
-"""Train a model on data/processed (Parquet, images decoded on the fly), GPU when present."""
+"""Train a model on data/processed, streamed from Parquet (images decoded on the fly), on a GPU
+when present, in one process or several under `torchrun` (DDP)."""
 
 from __future__ import annotations
 
-import io
+import os
 import pickle
 import random
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from fer.config import TrainParams
-from fer.dataset import read_table
 from fer.device import resolve_device
 from fer.errors import FerDataError
 from fer.labels import CLASSES
 from fer.models import build_model
+from fer.stream import SplitStream
 
 __all__ = [
-    "FaceDataset",
     "load_checkpoint",
-    "load_split",
+    "metrics_from_confusion",
     "read_checkpoint",
     "train_model",
     "transforms_for",
@@ -32,20 +33,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class FaceDataset(Dataset):
-    """Encoded images and label indices; decoding and augmentation happen per item."""
-
-    def __init__(self, images: list[bytes], labels: list[int], transform: Any) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with Image.open(io.BytesIO(self.images[index])) as image:
-            return self.transform(image.convert("RGB")), self.labels[index]
 
 
 def transforms_for(params: TrainParams, train: bool) -> Any:
@@ -68,15 +55,6 @@ def transforms_for(params: TrainParams, train: bool) -> Any:
         ]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     return v2.Compose(steps)
-
-
-def load_split(processed: str | Path, split: str) -> tuple[list[bytes], list[int]]:
-    """Image bytes and label indices of one split of a split-stage output."""
-    table = read_table(processed, columns=["image", "label_index", "split"]).to_pandas()
-    if "split" not in table:
-        raise FerDataError(f"{processed}: has no 'split' column; train on the split stage output")
-    rows = table[table["split"] == split]
-    return [r["bytes"] for r in rows["image"]], [int(v) for v in rows["label_index"]]
 
 
 def _seed_everything(seed: int) -> None:
@@ -130,6 +108,44 @@ def _live(live_dir: str | Path) -> Any:
         ) from exc
 
 
+def metrics_from_confusion(matrix: np.ndarray, loss_sum: float) -> dict[str, float]:
+    """Mean loss, accuracy and weighted F1 from a confusion matrix (rows: actual)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    count = matrix.sum()
+    if not count:
+        return {"loss": 0.0, "acc": 0.0, "f1_weighted": 0.0}
+    hits = np.diag(matrix)
+    support = matrix.sum(axis=1)
+    denominator = support + matrix.sum(axis=0)
+    f1 = np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
+    return {
+        "loss": loss_sum / count,
+        "acc": float(hits.sum() / count),
+        "f1_weighted": float((f1 * support).sum() / count),
+    }
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """This process's place among `torchrun`'s processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> _Ranks:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            torch.distributed.all_reduce(values)
+        return values
+
+
 def _run_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -137,12 +153,13 @@ def _run_epoch(
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer | None,
     scaler: Any,
+    ranks: _Ranks,
 ) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
     training = optimizer is not None
     model.train(training)
-    total_loss, truth, predicted = 0.0, [], []
+    classes = len(CLASSES)
+    confusion = torch.zeros(classes * classes, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
     amp = device.type == "cuda"
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
@@ -157,51 +174,103 @@ def _run_epoch(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-        total_loss += float(loss.detach()) * len(labels)
-        truth += labels.tolist()
-        predicted += logits.argmax(1).tolist()
-    count = max(1, len(truth))
-    return {
-        "loss": total_loss / count,
-        "acc": float(np.mean(np.array(truth) == np.array(predicted))) if truth else 0.0,
-        "f1_weighted": float(f1_score(truth, predicted, average="weighted", zero_division=0))
-        if truth
-        else 0.0,
-    }
+        loss_sum += loss.detach().double() * len(labels)
+        confusion += torch.bincount(
+            labels * classes + logits.detach().argmax(1), minlength=classes * classes
+        ).double()
+    totals = ranks.reduce(torch.cat([loss_sum, confusion])).cpu().numpy()
+    return metrics_from_confusion(totals[1:].reshape(classes, classes), float(totals[0]))
+
+
+def _stream(
+    processed: str | Path, split: str, params: TrainParams, ranks: _Ranks, train: bool
+) -> SplitStream:
+    return SplitStream(
+        processed,
+        split,
+        params.batch_size,
+        transforms_for(params, train),
+        seed=params.seed,
+        shuffle=train,
+        shuffle_buffer=params.shuffle_buffer,
+        drop_last=train,
+        rank=ranks.rank,
+        world=ranks.world,
+    )
+
+
+def _loader(stream: SplitStream, params: TrainParams, device: torch.device) -> DataLoader:
+    # A fresh iterator per epoch: workers start with the stream's current epoch.
+    return DataLoader(
+        stream, batch_size=None, num_workers=params.workers, pin_memory=device.type == "cuda"
+    )
 
 
 def train_model(
     processed: str | Path, params: TrainParams, checkpoint_out: str | Path, live_dir: str | Path
 ) -> dict[str, Any]:
-    """Train with early stopping on validation accuracy; keep the best checkpoint."""
+    """Train with early stopping on validation accuracy; keep the best checkpoint.
+
+    Under `torchrun` (WORLD_SIZE > 1) each process trains on its own share of the row groups
+    with DistributedDataParallel (NCCL on GPUs, gloo on CPUs); metrics are summed over the
+    processes and rank 0 writes the checkpoint and the dvclive metrics.
+    """
     if params.checkpoint and not Path(params.checkpoint).is_file():
         raise FerDataError(
             f"{params.checkpoint}: checkpoint not found; fix train.checkpoint or set it to null"
         )
+    ranks = _Ranks.from_environment()
     _seed_everything(params.seed)
     device = torch.device(resolve_device(params.device, "train.device"))
-    train_images, train_labels = load_split(processed, "train")
-    val_images, val_labels = load_split(processed, "val")
-    if not train_images or not val_images:
-        empty = "train" if not train_images else "val"
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    train_stream = _stream(processed, "train", params, ranks, train=True)
+    val_stream = _stream(processed, "val", params, ranks, train=False)
+    if not train_stream.rows or not val_stream.rows:
+        empty = "train" if not train_stream.rows else "val"
         raise FerDataError(
             f"{processed}: the {empty} split is empty; check the split stage's ratios"
         )
-    missing = sorted(set(range(len(CLASSES))) - set(train_labels))
+    missing = [name for name, n in zip(CLASSES, train_stream.label_counts, strict=True) if not n]
     if missing:
-        names = ", ".join(CLASSES[i] for i in missing)
         raise FerDataError(
-            f"{processed}: no training images of {names}; add data for it or lower balance/split settings"
+            f"{processed}: no training images of {', '.join(missing)}; add data for it or lower balance/split settings"
         )
+    if ranks.world > 1:
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(train_stream, val_stream, params, device, ranks, checkpoint_out, live_dir)
+    finally:
+        if ranks.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _train(
+    train_stream: SplitStream,
+    val_stream: SplitStream,
+    params: TrainParams,
+    device: torch.device,
+    ranks: _Ranks,
+    checkpoint_out: str | Path,
+    live_dir: str | Path,
+) -> dict[str, Any]:
     model = build_model(params.model, len(CLASSES), params.image_size)
     if params.checkpoint:
         load_checkpoint(model, params.checkpoint, params.model)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    trained: nn.Module = model
+    if ranks.world > 1:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     weights = None
     if params.class_weights:
-        counts = np.bincount(train_labels, minlength=len(CLASSES)).astype(np.float64)
+        counts = train_stream.label_counts.astype(np.float64)
         weights = torch.tensor(
             counts.sum() / (len(CLASSES) * counts), dtype=torch.float32, device=device
         )
@@ -209,51 +278,36 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.step_size, params.gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    generator = torch.Generator().manual_seed(params.seed)
-    loader_args = {
-        "batch_size": params.batch_size,
-        "num_workers": params.workers,
-        "pin_memory": device.type == "cuda",
-        "persistent_workers": params.workers > 0,
-    }
-    train_loader = DataLoader(
-        FaceDataset(train_images, train_labels, transforms_for(params, True)),
-        shuffle=True,
-        generator=generator,
-        drop_last=len(train_images) > params.batch_size,
-        **loader_args,
-    )
-    val_loader = DataLoader(
-        FaceDataset(val_images, val_labels, transforms_for(params, False)), **loader_args
-    )
     checkpoint_out = Path(checkpoint_out)
-    checkpoint_out.parent.mkdir(parents=True, exist_ok=True)
+    writer = ranks.rank == 0
+    if writer:
+        checkpoint_out.parent.mkdir(parents=True, exist_ok=True)
     best, best_epoch, history = -1.0, -1, []
-    with _live(live_dir) as live:
+    with _live(live_dir) if writer else nullcontext() as live:
         for epoch in range(params.epochs):
-            train_metrics = _run_epoch(model, train_loader, device, loss_fn, optimizer, scaler)
-            val_metrics = _run_epoch(model, val_loader, device, loss_fn, None, scaler)
+            train_stream.set_epoch(epoch)
+            train_metrics = _run_epoch(
+                trained,
+                _loader(train_stream, params, device),
+                device,
+                loss_fn,
+                optimizer,
+                scaler,
+                ranks,
+            )
+            # Validation on the bare model: no gradient sync, so ranks may hold unequal shares.
+            val_metrics = _run_epoch(
+                model, _loader(val_stream, params, device), device, loss_fn, None, scaler, ranks
+            )
             scheduler.step()
-            for split, metrics in (("train", train_metrics), ("val", val_metrics)):
-                for key, value in metrics.items():
-                    live.log_metric(f"{split}/{key}", round(value, 6))
             history.append({"epoch": epoch, "train": train_metrics, "val": val_metrics})
-            if val_metrics["acc"] > best:
+            improved = val_metrics["acc"] > best
+            if improved:
                 best, best_epoch = val_metrics["acc"], epoch
-                torch.save(
-                    {
-                        "model": params.model,
-                        "image_size": params.image_size,
-                        "classes": list(CLASSES),
-                        "epoch": epoch,
-                        "val_acc": best,
-                        "params": params.model_dump(),
-                        "state_dict": model.state_dict(),
-                    },
-                    checkpoint_out,
-                )
-            live.log_metric("best/val_acc", round(best, 6), plot=False)
-            live.next_step()
+            if writer:
+                _log_epoch(live, train_metrics, val_metrics, best)
+                if improved:
+                    _save(checkpoint_out, model, params, epoch, best)
             if epoch - best_epoch >= params.early_stopping:
                 break
     return {
@@ -261,4 +315,31 @@ def train_model(
         "best_val_acc": best,
         "epochs_run": len(history),
         "device": str(device),
+        "processes": ranks.world,
+        "train_images_per_epoch": len(train_stream) * params.batch_size * ranks.world,
     }
+
+
+def _log_epoch(
+    live: Any, train_metrics: dict[str, float], val_metrics: dict[str, float], best: float
+) -> None:
+    for split, metrics in (("train", train_metrics), ("val", val_metrics)):
+        for key, value in metrics.items():
+            live.log_metric(f"{split}/{key}", round(value, 6))
+    live.log_metric("best/val_acc", round(best, 6), plot=False)
+    live.next_step()
+
+
+def _save(path: Path, model: nn.Module, params: TrainParams, epoch: int, val_acc: float) -> None:
+    torch.save(
+        {
+            "model": params.model,
+            "image_size": params.image_size,
+            "classes": list(CLASSES),
+            "epoch": epoch,
+            "val_acc": val_acc,
+            "params": params.model_dump(),
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )

@@ -190,3 +190,137 @@ def test_evaluate_needs_a_test_split(tmp_path):
     train_model(processed, TINY, tmp_path / "m.pt", tmp_path / "live")
     with pytest.raises(FerDataError, match="test split is empty"):
         evaluate_model(processed, tmp_path / "m.pt", tmp_path / "eval", device="cpu")
+
+
+def _stream_ids(processed: Path, workers: int, epoch: int, **options) -> list[list[str]]:
+    from torch.utils.data import DataLoader
+
+    from fer.stream import SplitStream
+    from fer.train import transforms_for
+
+    stream = SplitStream(
+        processed,
+        "train",
+        5,
+        transforms_for(TINY, True),
+        seed=7,
+        shuffle=True,
+        shuffle_buffer=8,
+        drop_last=True,
+        with_ids=True,
+        **options,
+    )
+    stream.set_epoch(epoch)
+    batches = list(DataLoader(stream, batch_size=None, num_workers=workers))
+    assert len(batches) == len(stream)
+    return [list(ids) for _, _, ids in batches], [images for images, _, _ in batches]
+
+
+def _many_row_groups(tmp_path: Path, per_class: int) -> Path:
+    from fer.dataset import read_table
+
+    table = read_table(_processed(tmp_path / "one", {"train": per_class, "val": 1, "test": 1}))
+    out = tmp_path / "many"
+    with DatasetWriter(out, SPLIT_SCHEMA, 2**20, {"stage": "split"}, rows_per_group=6) as writer:
+        writer.add_table(table)
+        writer.close()
+    return out
+
+
+def test_stream_order_and_augmentation_do_not_depend_on_workers(tmp_path):
+    processed = _many_row_groups(tmp_path, 4)  # 28 train rows in row groups of 6
+    ids0, images0 = _stream_ids(processed, 0, epoch=0)
+    for workers in (1, 2):
+        ids, images = _stream_ids(processed, workers, epoch=0)
+        assert ids == ids0
+        assert all(torch.equal(a, b) for a, b in zip(images, images0, strict=True))
+    flat = [i for batch in ids0 for i in batch]
+    assert len(flat) == len(set(flat)) == 25  # five full batches of 5; 3 rows dropped
+    ids1, _ = _stream_ids(processed, 0, epoch=1)
+    assert ids1 != ids0  # another epoch, another order
+    assert _stream_ids(processed, 2, epoch=1)[0] == ids1
+
+
+def test_ranks_stream_disjoint_shares_of_equal_length(tmp_path):
+    processed = _many_row_groups(tmp_path, 4)
+    shares = [_stream_ids(processed, 0, epoch=3, rank=r, world=2)[0] for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) > 0
+    first, second = ({i for b in share for i in b} for share in shares)
+    assert not first & second
+
+
+def test_stream_yields_every_row_of_its_split_once(tmp_path):
+    from fer.stream import SplitStream
+
+    processed = _many_row_groups(tmp_path, 4)
+    stream = SplitStream(
+        processed,
+        "train",
+        4,
+        lambda image: torch.zeros(1),
+        shuffle=True,
+        shuffle_buffer=3,
+        with_ids=True,
+    )
+    seen = [i for _, _, ids in stream for i in ids]
+    assert len(seen) == len(set(seen)) == 28 == stream.rows
+    assert stream.label_counts.tolist() == [4] * 7
+    assert seen != sorted(seen)
+
+
+def test_metrics_from_confusion_match_sklearn():
+    from sklearn.metrics import f1_score
+
+    from fer.train import metrics_from_confusion
+
+    rng = np.random.default_rng(0)
+    truth, guess = rng.integers(0, 7, 300), rng.integers(0, 7, 300)
+    guess[:100] = truth[:100]
+    truth[truth == 3] = 2  # a class never true
+    matrix = np.zeros((7, 7))
+    np.add.at(matrix, (truth, guess), 1)
+    metrics = metrics_from_confusion(matrix, 600.0)
+    assert metrics["loss"] == 2.0
+    assert metrics["acc"] == pytest.approx(float((truth == guess).mean()))
+    assert metrics["f1_weighted"] == pytest.approx(
+        f1_score(truth, guess, average="weighted", zero_division=0)
+    )
+
+
+def test_two_process_gloo_ddp_trains_and_evaluates(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    processed = _many_row_groups(tmp_path, 4)
+    params = {
+        "sources": {"s": {"format": "image_folder", "path": "raw/s"}},
+        "train": {**TINY.model_dump(), "processes": 2, "epochs": 2},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "pipeline" / "train.py"),
+            str(processed),
+            str(tmp_path / "model.pt"),
+            str(tmp_path / "live"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "x 2 process(es)" in done.stdout
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved["model"] == "resnet18"
+    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert live["step"] == 1 and 0 <= live["val"]["acc"] <= 1
+    metrics = evaluate_model(processed, tmp_path / "model.pt", tmp_path / "eval", device="cpu")
+    assert metrics["test_images"] == 7
