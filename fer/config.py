@@ -64,6 +64,7 @@ FRAME_FACE_SCORE = 0.7
 _TOP_LEVEL = (
     "ingest",
     "storage",
+    "engine",
     "sources",
     "crop",
     "label_maps",
@@ -111,6 +112,18 @@ class StorageParams(_Section):
     @property
     def shard_bytes(self) -> int:
         return self.shard_megabytes * 2**20
+
+
+class EngineParams(_Section):
+    """Where per-image work runs (crop): `local` (this process) or `ray` (Ray Data)."""
+
+    kind: str = "local"
+    """A registered engine (`fer.engine.ENGINES`); checked when a stage opens it."""
+    address: str = ""
+    """ray: empty starts a local Ray with this machine's cores; `auto` or `ray://host:10001`
+    joins a running cluster."""
+    workers: NonNegativeInt = 0
+    """ray: actors; 0 = one per GPU of the cluster when the stage uses GPUs, else one per CPU."""
 
 
 class CropRuntime(_Section):
@@ -310,6 +323,7 @@ class Params:
     ingest: IngestParams
     sources: Mapping[str, SourceParams]
     storage: StorageParams = field(default_factory=StorageParams)
+    engine: EngineParams = field(default_factory=EngineParams)
     crop_runtime: CropRuntime = field(default_factory=CropRuntime)
     crop: Mapping[str, CropSettings] = field(default_factory=dict)
     dedup: DedupParams = field(default_factory=DedupParams)
@@ -382,6 +396,7 @@ def parse_params(raw: Any, root: Path, origin: str = "params.yaml") -> Params:
     return Params(
         ingest=_validate(IngestParams, sections["ingest"], f"{origin}: ingest"),
         storage=_validate(StorageParams, sections["storage"], f"{origin}: storage"),
+        engine=_validate(EngineParams, sections["engine"], f"{origin}: engine"),
         sources=MappingProxyType(dict(sorted(sources.items()))),
         crop_runtime=crop.runtime,
         crop=MappingProxyType(settings),

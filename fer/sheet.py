@@ -20,6 +20,8 @@ def thumbnail(image: np.ndarray | bytes, tile: int) -> np.ndarray:
     """An RGB thumbnail fitting a `tile` square, from pixels or encoded image bytes."""
     if isinstance(image, bytes):
         with Image.open(io.BytesIO(image)) as decoded:
+            if decoded.format == "JPEG":
+                decoded.draft("RGB", (tile, tile))  # a large photo decodes at 1/2^k size
             picture = decoded.convert("RGB")
     else:
         picture = Image.fromarray(image).convert("RGB")

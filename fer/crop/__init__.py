@@ -7,7 +7,7 @@ import heapq
 import io
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from PIL import Image
 from tqdm import tqdm
 
@@ -29,13 +32,15 @@ from fer.crop.geometry import (
     synthesized_share,
     window_region,
 )
-from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, iter_batches, read_summary
+from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, dataset_shards, read_summary
 from fer.device import resolve_device
+from fer.engine import Engine
+from fer.engine.local import LocalEngine
 from fer.images import encode_png
 from fer.parallel import worker_count
 from fer.sheet import contact_sheet, thumbnail
 
-__all__ = ["CONTACT_SHEET", "crop_source"]
+__all__ = ["CONTACT_SHEET", "CropWorker", "crop_source"]
 
 CONTACT_SHEET = "contact_sheet.png"
 _PAD_GRAY = 128
@@ -45,6 +50,8 @@ the R-net's, `benchmarks/crop_sizes.py` found 2 points fewer faces at 1280 px, 1
 _NOT_FOUND = ("no_face", "low_score", "too_small")
 _SHEET_TILES = 40
 _TILE = 72
+_RESULT_SCHEMA = pa.schema([*CROP_SCHEMA, pa.field("crop_detail", pa.string())])
+"""What a crop worker hands back: the output row, and why a face was not found."""
 
 
 @dataclass
@@ -61,8 +68,6 @@ class _Prepared:
     extra: dict[str, Any] = field(default_factory=dict)
     min_face: float = 20.0
     """Smallest face searched, in detector-input pixels."""
-    thumbnail: np.ndarray | None = None
-    """The contact-sheet tile of the crop, or of the image when no face was cut."""
 
 
 def crop_source(
@@ -72,94 +77,169 @@ def crop_source(
     out_dir: str | Path,
     shard_bytes: int = 128 * 2**20,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
-    """Crop every image of an ingest output into `out_dir`; returns the summary."""
+    """Crop every image of an ingest output into `out_dir`; returns the summary.
+
+    The batches run on `engine` (default: this process); every engine hands the results back
+    in order to the one writer here, so the output is the same bytes whichever ran it."""
     upstream = read_summary(in_dir)
     source = upstream.get("source", Path(in_dir).name)
-    detector = None
-    if settings.enabled:
-        from fer.crop.detector import FaceDetector
-
-        detector = FaceDetector(
-            settings.min_face_size,
-            settings.thresholds,
-            device=resolve_device(runtime.device, "crop.runtime.device"),
-        )
-    by_label: dict[str, Counter[str]] = defaultdict(Counter)
-    synthesized: list[float] = []
-    sheet = _SheetCollector()
-    total = count_rows(in_dir)
+    engine = engine or LocalEngine()
+    tasks = _batch_plan(in_dir, settings, runtime)
+    factory = partial(CropWorker, settings, runtime)
+    tally = _Tally(settings)
     with (
-        ThreadPoolExecutor(worker_count(runtime.workers)) as pool,
         DatasetWriter(
             out_dir,
             CROP_SCHEMA,
             shard_bytes=shard_bytes,
-            summary_fields={"stage": "crop", "source": source},
+            summary_fields={"stage": "crop", "source": source, "engine": engine.name},
             count_columns=("crop_status", "source_label"),
         ) as writer,
         tqdm(
-            total=total, desc=f"crop {source}", unit="img", disable=not progress, mininterval=1.0
+            total=count_rows(in_dir),
+            desc=f"crop {source}",
+            unit="img",
+            disable=not progress,
+            mininterval=1.0,
         ) as bar,
     ):
-        for items in _processed(
-            _pixel_batches(in_dir, settings, runtime), settings, runtime, detector, pool
-        ):
-            for item in items:
-                by_label[item.row["source_label"]][item.status] += 1
-                if "crop_synthesized" in item.extra:
-                    synthesized.append(item.extra["crop_synthesized"])
-                sheet.offer(item)
-                locator = item.row["id"]
-                if item.status in _NOT_FOUND and settings.no_face == "drop":
-                    writer.reject(
-                        item.row["source"], item.row["id"], locator, item.status, item.detail
-                    )
-                else:
-                    writer.add({**item.row, **item.extra}, locator)
-            bar.update(len(items))
-        sheet.save(writer.staging_dir / CONTACT_SHEET, source)
-        return writer.close(
-            {
-                "status_by_label": {
-                    k: dict(sorted(v.items())) for k, v in sorted(by_label.items())
-                },
-                "border": settings.border,
-                "synthesized_pixel_share": round(float(np.mean(synthesized)), 4)
-                if synthesized
-                else 0.0,
-                "crops_with_synthesized_pixels": int(np.count_nonzero(synthesized)),
-                "found_rate_by_label": {
-                    k: round(v["ok"] / max(1, sum(v.values())), 4)
-                    for k, v in sorted(by_label.items())
-                },
-            }
-        )
+        gpu = settings.enabled and runtime.device != "cpu"
+        for table in engine.map_tasks(factory, tasks, gpu=gpu):
+            tally.add(table, writer)
+            bar.update(table.num_rows)
+        tally.sheet.save(writer.staging_dir / CONTACT_SHEET, source)
+        return writer.close(tally.summary())
 
 
-def _pixel_batches(
+class CropWorker:
+    """Crops the rows a task names (`shard`, `start`, `stop`): built once per process or
+    actor, it loads the detector once; `run` pipelines decoding, detection and cutting."""
+
+    def __init__(self, settings: CropSettings, runtime: CropRuntime) -> None:
+        self.settings, self.runtime = settings, runtime
+        self.detector = None
+        if settings.enabled:
+            from fer.crop.detector import FaceDetector
+
+            self.detector = FaceDetector(
+                settings.min_face_size,
+                settings.thresholds,
+                device=resolve_device(runtime.device, "crop.runtime.device"),
+            )
+
+    def run(self, tasks: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
+        reader = _RowReader()
+        with ThreadPoolExecutor(worker_count(self.runtime.workers)) as pool:
+            batches = (reader.rows(task) for task in tasks)
+            for items in _processed(batches, self.settings, self.runtime, self.detector, pool):
+                yield pa.Table.from_pylist(
+                    [{**i.row, **i.extra, "crop_detail": i.detail} for i in items],
+                    schema=_RESULT_SCHEMA,
+                )
+
+
+class _RowReader:
+    """Rows `start:stop` of a Parquet shard; keeps the last row group read, since consecutive
+    tasks share row groups."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[pq.ParquetFile, np.ndarray]] = {}
+        self._cached: tuple[str, int, pa.Table] | None = None
+
+    def rows(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        shard, start, stop = task["shard"], task["start"], task["stop"]
+        if shard not in self._files:
+            file = pq.ParquetFile(shard)
+            sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+            self._files[shard] = file, np.cumsum([0, *sizes])
+        file, offsets = self._files[shard]
+        first = int(np.searchsorted(offsets, start, side="right")) - 1
+        parts = []
+        group = first
+        while group < file.num_row_groups and offsets[group] < stop:
+            if self._cached is None or self._cached[:2] != (shard, group):
+                self._cached = (shard, group, file.read_row_group(group))
+            table = self._cached[2]
+            begin = max(start, int(offsets[group])) - int(offsets[group])
+            end = min(stop, int(offsets[group + 1])) - int(offsets[group])
+            parts.append(table.slice(begin, end - begin))
+            group += 1
+        return pa.concat_tables(parts).to_pylist() if parts else []
+
+
+class _Tally:
+    """What the driver counts over the results: statuses per label, synthesized pixels, the
+    contact sheet; and the rows a `no_face: drop` turns into rejects."""
+
+    def __init__(self, settings: CropSettings) -> None:
+        self.settings = settings
+        self.by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        self.synthesized_sum, self.synthesized_count, self.synthesized_some = 0.0, 0, 0
+        self.sheet = _SheetCollector()
+
+    def add(self, table: pa.Table, writer: DatasetWriter) -> None:
+        statuses = table.column("crop_status").to_pylist()
+        labels = table.column("source_label").to_pylist()
+        for label, status in zip(labels, statuses, strict=True):
+            self.by_label[label][status] += 1
+        shares = table.column("crop_synthesized").drop_null().to_numpy()
+        self.synthesized_sum += float(shares.sum())
+        self.synthesized_count += len(shares)
+        self.synthesized_some += int(np.count_nonzero(shares))
+        self.sheet.offer(table, statuses, labels)
+        not_found = np.isin(np.array(statuses, dtype=object), _NOT_FOUND)
+        if self.settings.no_face == "drop" and not_found.any():
+            dropped = table.filter(pa.array(not_found))
+            for row in dropped.select(["source", "id", "crop_status", "crop_detail"]).to_pylist():
+                writer.reject(
+                    row["source"], row["id"], row["id"], row["crop_status"], row["crop_detail"]
+                )
+            table = table.filter(pa.array(~not_found))
+        writer.add_table(table)
+
+    def summary(self) -> dict[str, Any]:
+        count = self.synthesized_count
+        return {
+            "status_by_label": {
+                k: dict(sorted(v.items())) for k, v in sorted(self.by_label.items())
+            },
+            "border": self.settings.border,
+            "synthesized_pixel_share": round(self.synthesized_sum / count, 4) if count else 0.0,
+            "crops_with_synthesized_pixels": self.synthesized_some,
+            "found_rate_by_label": {
+                k: round(v["ok"] / max(1, sum(v.values())), 4)
+                for k, v in sorted(self.by_label.items())
+            },
+        }
+
+
+def _batch_plan(
     in_dir: str | Path, settings: CropSettings, runtime: CropRuntime
-) -> Iterator[list[dict[str, Any]]]:
-    """Rows in batches whose detector inputs hold at most `runtime.pixel_budget` pixels (and
-    at most four detector calls of rows): memory is bounded whatever the image size."""
-    rows: list[dict[str, Any]] = []
-    pixels = 0
-    for batch in iter_batches(in_dir, batch_size=256):
-        widths = batch.column("width").to_numpy(zero_copy_only=False)
-        heights = batch.column("height").to_numpy(zero_copy_only=False)
-        for k, row in enumerate(batch.to_pylist()):
+) -> list[dict[str, Any]]:
+    """Tasks of consecutive rows of one shard whose detector inputs hold at most
+    `runtime.pixel_budget` pixels (and at most four detector calls of rows): memory is
+    bounded whatever the image size. Only the width and height columns are read."""
+    tasks: list[dict[str, Any]] = []
+    side = (1 + 2 * settings.pad) ** 2
+    for shard in dataset_shards(in_dir):
+        sizes = pq.read_table(shard, columns=["width", "height"])
+        widths = sizes.column("width").to_numpy()
+        heights = sizes.column("height").to_numpy()
+        start, pixels = 0, 0.0
+        for k in range(len(widths)):
             w, h, _ = _detection_size(int(widths[k]), int(heights[k]), settings, runtime)
-            side = 1 + 2 * settings.pad
-            size = w * h * side * side
-            if rows and (
-                pixels + size > runtime.pixel_budget or len(rows) >= 4 * runtime.batch_size
+            size = w * h * side
+            if k > start and (
+                pixels + size > runtime.pixel_budget or k - start >= runtime.batch_size
             ):
-                yield rows
-                rows, pixels = [], 0
-            rows.append(row)
+                tasks.append({"shard": str(Path(shard).resolve()), "start": start, "stop": k})
+                start, pixels = k, 0.0
             pixels += size
-    if rows:
-        yield rows
+        if len(widths) > start:
+            tasks.append({"shard": str(Path(shard).resolve()), "start": start, "stop": len(widths)})
+    return tasks
 
 
 def _processed(
@@ -231,7 +311,6 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     width, height = row["width"], row["height"]
     if min(height, width) < 12:
         item.status, item.detail = "too_small", f"{width}x{height} is below MTCNN's 12-pixel window"
-        item.thumbnail = thumbnail(row["image"]["bytes"], _TILE)
         return item
     *size, item.min_face = _detection_size(width, height, settings, runtime)
     size = tuple(size)
@@ -299,18 +378,9 @@ def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
 
 def _finish(item: _Prepared, settings: CropSettings) -> None:
     """Choose the face, then decode the image at full resolution, cut the window and encode
-    it; only the encoded crop and a contact-sheet tile stay in memory."""
+    it; only the encoded crop stays in memory."""
     if item.status == "":
         _cut(item, settings)
-    if item.thumbnail is None and item.detector_input is not None:
-        # Nothing was cut: the contact sheet shows the image as the detector saw it.
-        rows, columns = (
-            round(side * item.scale) for side in (item.row["height"], item.row["width"])
-        )
-        frame = item.detector_input[
-            item.offset : item.offset + rows, item.offset : item.offset + columns
-        ]
-        item.thumbnail = thumbnail(frame, _TILE)
     item.detector_input = None
     item.extra["crop_status"] = item.status
 
@@ -388,30 +458,39 @@ def _cut(item: _Prepared, settings: CropSettings) -> None:
         "width": crop.shape[1],
         "height": crop.shape[0],
     }
-    item.thumbnail = thumbnail(crop, _TILE)
 
 
 class _SheetCollector:
-    """Thumbnails for the contact sheet: faces not found, and a hash-chosen sample of crops."""
+    """Thumbnails for the contact sheet: the first faces not found, and a hash-chosen sample
+    of crops; only the images chosen are decoded."""
 
     def __init__(self) -> None:
         self.rejected: list[tuple[str, str, np.ndarray]] = []
-        self.sample: list[tuple[str, str, str, np.ndarray]] = []
+        self.sample: list[tuple[int, str, str, np.ndarray]] = []
 
-    def offer(self, item: _Prepared) -> None:
-        if item.thumbnail is None:
-            return
-        if item.status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
-            caption = f"{item.status} {item.row['source_label']}"
-            self.rejected.append((item.row["id"], caption, item.thumbnail))
-        elif item.status in ("ok", "source_box", "frame_face"):
-            # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
-            key = -int(hashlib.md5(item.row["id"].encode()).hexdigest()[:16], 16)
-            entry = (key, item.row["id"], str(item.row["source_label"]), item.thumbnail)
-            if len(self.sample) < _SHEET_TILES:
-                heapq.heappush(self.sample, entry)
-            elif entry[0] > self.sample[0][0]:
-                heapq.heapreplace(self.sample, entry)
+    def offer(self, table: pa.Table, statuses: Sequence[str], labels: Sequence[Any]) -> None:
+        ids = table.column("id").to_pylist()
+        images = None
+        for index, (row_id, status) in enumerate(zip(ids, statuses, strict=True)):
+            entry: tuple[int, str, str] | None = None
+            if status in _NOT_FOUND and len(self.rejected) < _SHEET_TILES:
+                entry = (0, row_id, f"{status} {labels[index]}")
+            elif status in ("ok", "source_box", "frame_face"):
+                # Keep the smallest hashes: a max-heap via the negated key, bounded to the sheet size.
+                key = -int(hashlib.md5(row_id.encode()).hexdigest()[:16], 16)
+                if len(self.sample) < _SHEET_TILES or key > self.sample[0][0]:
+                    entry = (key, row_id, str(labels[index]))
+            if entry is None:
+                continue
+            if images is None:
+                images = pc.struct_field(table.column("image"), "bytes")
+            tile = thumbnail(images[index].as_py(), _TILE)
+            if status in _NOT_FOUND:
+                self.rejected.append((row_id, entry[2], tile))
+            elif len(self.sample) < _SHEET_TILES:
+                heapq.heappush(self.sample, (*entry, tile))
+            else:
+                heapq.heapreplace(self.sample, (*entry, tile))
 
     def save(self, path: Path, source: str) -> None:
         sample = [(i, s, t) for _, i, s, t in sorted(self.sample, reverse=True)]

@@ -1,0 +1,50 @@
+"""Engines: the Ray engine (a local Ray started here) writes the same bytes as the local one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from fer.config import CropRuntime, CropSettings
+from fer.crop import crop_source
+from fer.engine import ENGINES, engines, open_engine
+from fer.errors import FerDataError
+from tests.test_crop import _astronaut_photo, _resize, make_dataset
+
+
+def test_engines_are_registered_and_unknown_ones_are_a_clear_error():
+    assert {"local", "ray"} <= set(engines())
+    with pytest.raises(FerDataError, match=r"engine\.kind: 'spark' is not a known engine"):
+        open_engine("spark")
+    assert ENGINES["local"].name == "local"
+
+
+def test_local_and_ray_engines_write_the_same_bytes(tmp_path):
+    pytest.importorskip("ray")
+    faces = (skdata.lfw_subset() * 255).round().astype(np.uint8)
+    images = {f"lfw_{i:02d}": _resize(faces[i], 48) for i in range(12)}
+    images |= {f"photo_{i}": _astronaut_photo(side) for i, side in enumerate((200, 640))}
+    images["blank"] = np.full((64, 64), 128, np.uint8)
+    images["tiny"] = np.full((8, 8), 50, np.uint8)
+    src = make_dataset(tmp_path / "in", images)
+    settings = CropSettings(pad=0.17, no_face="drop")
+    runtime = CropRuntime(device="cpu", batch_size=4)
+    outputs = {}
+    for kind in ("local", "ray"):
+        with open_engine(kind, "", 2) as engine:
+            summary = crop_source(
+                src, settings, runtime, tmp_path / kind, progress=False, engine=engine
+            )
+        assert summary["engine"] == kind
+        outputs[kind] = {p.name: p.read_bytes() for p in (tmp_path / kind).iterdir()}
+    local, ray = outputs["local"], outputs["ray"]
+    assert set(local) == set(ray) and len(local) >= 4
+    for name in local:
+        if name != "summary.json":
+            assert local[name] == ray[name], name
+    first, second = (json.loads(o["summary.json"]) for o in (local, ray))
+    assert {k for k in first if first[k] != second[k]} == {"engine"}
+    assert first["total"] == len(images) and first["rejected"] >= 2  # blank and tiny dropped
