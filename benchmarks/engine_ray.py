@@ -42,7 +42,9 @@ def main() -> None:
     settings = params.crop.get(source) or next(iter(params.crop.values()))
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(args.keep or scratch)
-        with DatasetWriter(tmp / "in", INGEST_SCHEMA, 2**27, {"stage": "ingest", "source": source}) as w:
+        with DatasetWriter(
+            tmp / "in", INGEST_SCHEMA, 2**27, {"stage": "ingest", "source": source}
+        ) as w:
             left = args.rows
             for shard in dataset_shards(args.ingest_dir):
                 for batch in pq.ParquetFile(shard).iter_batches(batch_size=1024):
@@ -55,20 +57,38 @@ def main() -> None:
             for kind in ("local", "ray"):
                 start = time.perf_counter()
                 with open_engine(kind, "", 0) as engine:
-                    summary = crop_source(tmp / "in", settings, params.crop_runtime,
-                                          tmp / f"{kind}{run}", progress=False, engine=engine)
+                    summary = crop_source(
+                        tmp / "in",
+                        settings,
+                        params.crop_runtime,
+                        tmp / f"{kind}{run}",
+                        progress=False,
+                        engine=engine,
+                    )
                 times[kind].append(time.perf_counter() - start)
-                print(json.dumps({"engine": kind, "run": run, "rows": summary["total"],
-                                  "wall_s": round(times[kind][-1], 1),
-                                  "img_per_s": round(summary["total"] / times[kind][-1], 1)}),
-                      flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "engine": kind,
+                            "run": run,
+                            "rows": summary["total"],
+                            "wall_s": round(times[kind][-1], 1),
+                            "img_per_s": round(summary["total"] / times[kind][-1], 1),
+                        }
+                    ),
+                    flush=True,
+                )
         same = all(
             (tmp / "local0" / f.name).read_bytes() == f.read_bytes()
-            for f in (tmp / "ray0").iterdir() if f.name != "summary.json"
+            for f in (tmp / "ray0").iterdir()
+            if f.name != "summary.json"
         )
         best = {k: min(v) for k, v in times.items()}
-        print(json.dumps({"ray_over_local": round(best["ray"] / best["local"], 3),
-                          "identical_bytes": same}))
+        print(
+            json.dumps(
+                {"ray_over_local": round(best["ray"] / best["local"], 3), "identical_bytes": same}
+            )
+        )
 
 
 if __name__ == "__main__":

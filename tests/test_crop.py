@@ -457,3 +457,23 @@ def test_crop_memory_does_not_grow_with_image_side(tmp_path):
     # 16 photos of 3200 px are 490 MB decoded (the previous crop stage grew by 670 MB more
     # than at 400 px); now each thread holds one decoded photo at a time (30 MB).
     assert grown[3200] - grown[400] < 200, grown
+
+
+def test_detections_do_not_depend_on_the_number_of_cores(lfw):
+    import torch
+
+    faces = np.stack([np.stack([_resize(face, 64)] * 3, axis=-1) for face in lfw[:40]])
+    photos = np.stack([np.roll(_astronaut_photo(640), 9 * k, axis=1) for k in range(3)])
+    before = torch.get_num_threads()
+    found = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            detector = FaceDetector()
+            found[threads] = [detector.detect(faces), detector.detect(photos, 40.0)]
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(found[1], found[2], strict=True):
+        assert len(one.boxes) > 0
+        for field in ("image", "boxes", "scores", "landmarks"):
+            assert np.array_equal(getattr(one, field), getattr(two, field)), field

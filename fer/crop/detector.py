@@ -8,12 +8,20 @@ all candidate crops of a batch are resampled at once with `torchvision.ops.roi_a
 samples at pixel centres, which equals the reference's area interpolation where a bin covers
 whole pixels), the networks run channels-last, and the final "Min" suppression is vectorised
 over images.
+
+On CPUs every network call runs single-threaded, in chunks of a fixed size spread over a pool
+of threads: results then depend only on the images, not on the number of cores (torch's own
+intra-op threads change float rounding with the thread count), so a 2-core laptop, a 64-core
+server and each Ray actor give the same boxes and scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +29,12 @@ from torch.nn.functional import interpolate
 from torchvision.ops import nms, roi_align
 
 __all__ = ["Detections", "FaceDetector"]
+
+A = TypeVar("A")
+B = TypeVar("B")
+_PNET_PIXELS = 1 << 17
+"""P-net input pixels per chunk (a fixed size: chunks do not depend on the core count)."""
+_ROI_PART = 512
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,8 @@ class FaceDetector:
         self.factor = factor
         self.device = torch.device(device)
         self._threads = max(1, torch.get_num_threads())
-        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        cpu_pool = self.device.type == "cpu" and self._threads > 1
+        self._pool = ThreadPoolExecutor(self._threads) if cpu_pool else None
         self.pnet, self.rnet, self.onet = (
             net.eval().to(self.device, memory_format=torch.channels_last)
             for net in (PNet(), RNet(), ONet())
@@ -66,11 +81,12 @@ class FaceDetector:
             images = np.require(images, requirements=["C", "W"])
         batch = torch.as_tensor(images, device=self.device)
         batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
-        boxes, image_inds = self._stage_one(batch, min_face_size or self.min_face_size)
-        if len(boxes):
-            boxes, image_inds = self._stage_two(batch, boxes, image_inds)
-        if len(boxes):
-            return self._stage_three(batch, boxes, image_inds)
+        with self._single_threaded():
+            boxes, image_inds = self._stage_one(batch, min_face_size or self.min_face_size)
+            if len(boxes):
+                boxes, image_inds = self._stage_two(batch, boxes, image_inds)
+            if len(boxes):
+                return self._stage_three(batch, boxes, image_inds)
         return Detections(
             np.zeros(0, np.int64),
             np.zeros((0, 4), np.float32),
@@ -88,12 +104,46 @@ class FaceDetector:
         batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
         candidates = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device)
         inds = torch.arange(len(images), device=self.device)
-        crops, valid = self._crops(batch, candidates, inds, 48)
-        scores = np.zeros(len(images), np.float32)
-        if len(crops):
-            _, _, probs = _chunked(self.onet, crops, 64)
-            scores[valid.cpu().numpy()] = probs[:, 1].cpu().numpy()
+        with self._single_threaded():
+            crops, valid = self._crops(batch, candidates, inds, 48)
+            scores = np.zeros(len(images), np.float32)
+            if not len(crops):
+                return scores
+            _, _, probs = self._chunked(self.onet, crops, 64)
+        scores[valid.cpu().numpy()] = probs[:, 1].cpu().numpy()
         return scores
+
+    @contextmanager
+    def _single_threaded(self) -> Iterator[None]:
+        """Torch ops single-threaded on CPUs for the duration (the pool gives the parallelism)."""
+        if self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _map(self, fn: Callable[[A], B], items: Sequence[A]) -> list[B]:
+        if self._pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+
+        def run(item: A) -> B:
+            with torch.inference_mode():  # a thread-local mode: each pool thread sets it
+                return fn(item)
+
+        return list(self._pool.map(run, items))
+
+    def _chunked(
+        self, net: torch.nn.Module, crops: torch.Tensor, size: int
+    ) -> tuple[torch.Tensor, ...]:
+        # Small chunks keep activations in cache: 2-3x faster than one big batch on CPUs.
+        if not len(crops):
+            return net(crops)
+        outputs = self._map(net, [crops[i : i + size] for i in range(0, len(crops), size)])
+        return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 
     def _scales(self, height: int, width: int, min_face_size: float) -> list[float]:
         scale = 12.0 / min_face_size
@@ -114,8 +164,18 @@ class FaceDetector:
         all_boxes, all_inds = [], []
         for scale in self._scales(height, width, min_face_size):
             size = (int(height * scale + 1), int(width * scale + 1))
-            resized = (interpolate(batch, size=size, mode="area") - 127.5) * 0.0078125
-            reg, probs = self.pnet(resized.contiguous(memory_format=torch.channels_last))
+            step = max(1, _PNET_PIXELS // (size[0] * size[1]))
+
+            def pnet(part: torch.Tensor, size: tuple[int, int] = size) -> tuple[torch.Tensor, ...]:
+                resized = (interpolate(part, size=size, mode="area") - 127.5) * 0.0078125
+                return self.pnet(resized.contiguous(memory_format=torch.channels_last))
+
+            if self.device.type == "cpu":
+                parts = [batch[i : i + step] for i in range(0, len(batch), step)]
+                outputs = self._map(pnet, parts)
+                reg, probs = (torch.cat(p) for p in zip(*outputs, strict=True))
+            else:
+                reg, probs = pnet(batch)
             boxes, inds = generateBoundingBox(
                 reg.contiguous(), probs[:, 1].contiguous(), scale, self.thresholds[0]
             )
@@ -162,10 +222,9 @@ class FaceDetector:
             return roi_align(batch, part, (side, side), 1.0, sampling_ratio=-1, aligned=True)
 
         # torchvision's CPU roi_align uses one thread; split the boxes across the cores.
-        if self.device.type != "cpu" or len(rois) < 512 or self._threads == 1:
+        if self.device.type != "cpu" or len(rois) <= _ROI_PART:
             return align(rois)
-        parts = torch.tensor_split(rois, self._threads)
-        return torch.cat(list(self._pool.map(align, parts)))
+        return torch.cat(self._map(align, list(torch.split(rois, _ROI_PART))))
 
     def _stage_two(
         self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor
@@ -174,7 +233,7 @@ class FaceDetector:
 
         crops, valid = self._crops(batch, boxes, inds, 24)
         boxes, inds = boxes[valid], inds[valid]
-        reg, probs = _chunked(self.rnet, crops, 256)
+        reg, probs = self._chunked(self.rnet, crops, 256)
         score = probs[:, 1]
         keep = score > self.thresholds[1]
         boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
@@ -190,7 +249,7 @@ class FaceDetector:
 
         crops, valid = self._crops(batch, boxes, inds, 48)
         boxes, inds = boxes[valid], inds[valid]
-        reg, points, probs = _chunked(self.onet, crops, 64)
+        reg, points, probs = self._chunked(self.onet, crops, 64)
         score = probs[:, 1]
         keep = score > self.thresholds[2]
         boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
@@ -215,14 +274,6 @@ class FaceDetector:
             boxes[:, 4].cpu().numpy().astype(np.float32),
             landmarks.cpu().numpy().astype(np.float32),
         )
-
-
-def _chunked(net: torch.nn.Module, crops: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
-    # Small chunks keep activations in cache: 2-3x faster than one big batch on CPUs.
-    outputs = [net(crops[i : i + size]) for i in range(0, len(crops), size)]
-    if not outputs:
-        return net(crops)
-    return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 
 
 def batched_nms(
