@@ -48,6 +48,9 @@ __all__ = [
 SUMMARY_FILE = "summary.json"
 REJECTS_FILE = "rejects.parquet"
 _SHARD_GLOB = "part-*.parquet"
+_GROUP_BYTES = 32 * 2**20
+"""A row group holds at most this many image bytes (or 1024 rows): readers decode one row
+group at a time, so this bounds every stage's memory whatever the image size."""
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 BOX_TYPE = pa.struct(
@@ -160,6 +163,7 @@ class DatasetWriter:
         summary_fields: Mapping[str, Any],
         count_columns: Sequence[str] = (),
         rows_per_group: int = 1024,
+        group_bytes: int = _GROUP_BYTES,
     ) -> None:
         self.out_dir = Path(out_dir)
         _check_replaceable(self.out_dir)
@@ -169,6 +173,7 @@ class DatasetWriter:
         self._schema = schema
         self._shard_bytes = shard_bytes
         self._rows_per_group = rows_per_group
+        self._group_bytes = group_bytes
         self._summary_fields = dict(summary_fields)
         self._count_columns = tuple(count_columns)
         self._buffer: list[dict[str, Any]] = []
@@ -211,7 +216,7 @@ class DatasetWriter:
         for column in self._count_columns:
             self._counts[column][_count_key(row.get(column))] += 1
         self._notes.update(row.get("notes") or ())
-        if self._buffered_rows >= self._rows_per_group:
+        if self._buffered_rows >= self._rows_per_group or self._buffer_bytes >= self._group_bytes:
             self._flush()
 
     def add_table(self, table: pa.Table) -> None:
@@ -238,14 +243,23 @@ class DatasetWriter:
         else:
             sizes = np.full(table.num_rows, 256)
         self._move_rows_to_tables()
+        ends = np.cumsum(sizes)
         start = 0
         while start < table.num_rows:
             take = min(table.num_rows - start, self._rows_per_group - self._buffered_rows)
+            # Rows up to the group's byte budget (at least one row).
+            before = int(ends[start - 1]) if start else 0
+            budget = self._group_bytes - self._buffer_bytes
+            below = int(np.searchsorted(ends[start : start + take] - before, budget, "left"))
+            take = min(take, below + 1)  # and the row that reaches the budget, as `add` does
             self._tables.append(table.slice(start, take))
             self._buffered_rows += take
             self._buffer_bytes += int(sizes[start : start + take].sum())
             start += take
-            if self._buffered_rows >= self._rows_per_group:
+            if (
+                self._buffered_rows >= self._rows_per_group
+                or self._buffer_bytes >= self._group_bytes
+            ):
                 self._flush()
 
     def _move_rows_to_tables(self) -> None:

@@ -74,15 +74,6 @@ _RECORD_COLUMNS = (
     "area",
     "score",
 )
-_RECORD_SOURCE_COLUMNS = (
-    "id",
-    "source",
-    "source_label",
-    "source_split",
-    "subject",
-    "pixel_hash",
-    "crop_score",
-)
 _META_COLUMNS = (
     "id",
     "source",
@@ -319,31 +310,38 @@ def _first_pass(
     progress: bool,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray, dict[str, tuple[str, str]]]:
     """Metadata, the hash words of every view and the verification views, streamed: image
-    bytes live for one chunk only, and the views go to a memory-mapped file in `scratch`."""
-    records: list[dict[str, Any]] = []
+    bytes live for one chunk only, the views are appended to a file in `scratch` (the page
+    cache holds them, not this process) and read back memory-mapped, and the metadata is kept
+    as Arrow columns (a few dozen bytes per row)."""
+    columns: dict[str, list[Any]] = {c: [] for c in _RECORD_COLUMNS}
     rejects: dict[str, tuple[str, str]] = {}
     total = sum(count_rows(crop_dirs[name]) for name in names)
-    shape = (total, 2, VIEW_SIDE, VIEW_SIDE)
+    width = max(1, params.hash_size**2 // 64)
+    words = np.zeros((total, 2, 2 + _SUB_WINDOWS, width), np.uint64)
+    work = partial(_hash_chunk, method=params.hash, size=params.hash_size)
+    views_file = scratch / "views.u8"
+    filled = 0
+    with (
+        tqdm(
+            total=total, desc="dedup hash", unit="img", disable=not progress, mininterval=1.0
+        ) as bar,
+        open(views_file, "wb") as out,
+    ):
+        chunks = _hash_work(crop_dirs, ingest_dirs, names, params, columns, rejects, bar)
+        for chunk_words, views in ordered_imap(work, chunks, params.workers):
+            words[filled : filled + len(views)] = chunk_words
+            filled += len(views)
+            out.write(views.tobytes())
+    shape = (filled, 2, VIEW_SIDE, VIEW_SIDE)
     pictures = (
-        np.lib.format.open_memmap(scratch / "views.npy", mode="w+", dtype=np.uint8, shape=shape)
-        if total
+        np.memmap(views_file, dtype=np.uint8, mode="r", shape=shape)
+        if filled
         else np.zeros(shape, np.uint8)
     )
-    parts: list[np.ndarray] = []
-    work = partial(_hash_chunk, method=params.hash, size=params.hash_size)
-    with tqdm(
-        total=total, desc="dedup hash", unit="img", disable=not progress, mininterval=1.0
-    ) as bar:
-        chunks = _hash_work(crop_dirs, ingest_dirs, names, params, records, rejects, bar)
-        filled = 0
-        for words, views in ordered_imap(work, chunks, params.workers):
-            pictures[filled : filled + len(views)] = views
-            filled += len(views)
-            parts.append(words)
-    meta = pd.DataFrame.from_records(records, columns=list(_RECORD_COLUMNS))
-    width = max(1, params.hash_size**2 // 64)
-    shape = (0, 2, 2 + _SUB_WINDOWS, width)
-    words = np.concatenate(parts) if parts else np.zeros(shape, np.uint64)
+    meta = pa.table(
+        {c: pa.concat_arrays(v) if v else pa.array([], pa.string()) for c, v in columns.items()}
+    ).to_pandas()
+    words = words[:filled]
     stacked = {
         "frame": words[:, 0, 0],
         "frame_mirror": words[:, 1, 0],
@@ -353,7 +351,7 @@ def _first_pass(
         "shifted": words[:, 0, 2:].reshape(-1, width),
         "shifted_mirror": words[:, 1, 2:].reshape(-1, width),
     }
-    return meta, stacked, pictures[: len(meta)], rejects
+    return meta, stacked, pictures, rejects
 
 
 def _hash_work(
@@ -361,46 +359,50 @@ def _hash_work(
     ingest_dirs: Mapping[str, str | Path],
     names: list[str],
     params: DedupParams,
-    records: list[dict[str, Any]],
+    columns: dict[str, list[Any]],
     rejects: dict[str, tuple[str, str]],
     bar: tqdm,
 ) -> Iterator[list[tuple[bytes, bytes, float]]]:
-    """Chunks of (frame, face, face view) to hash; fills `records` and `rejects` in order."""
+    """Chunks of (frame, face, face view) to hash; appends each chunk's metadata to `columns`
+    (Arrow arrays, in order) and fills `rejects`."""
     for name in names:
         label_map = params.label_maps[name]
         originals = _frames(ingest_dirs[name])
         for batch in iter_batches(crop_dirs[name], _META_COLUMNS, batch_size=_CHUNK):
-            column = {c: batch.column(c).to_pylist() for c in _RECORD_SOURCE_COLUMNS}
+            ids = batch.column("id").to_pylist()
+            source_labels = batch.column("source_label").to_pylist()
             faces = pc.struct_field(batch.column("image"), "bytes").to_pylist()
             hash_views = _hash_views(batch, params.hash_margin)
-            area = pc.multiply(
-                batch.column("original_width").cast(pa.int64()),
-                batch.column("original_height").cast(pa.int64()),
-            ).to_pylist()
-            items = []
-            for k, row_id in enumerate(column["id"]):
-                label = map_label(column["source_label"][k], label_map)
+            items, kept, labels = [], [], []
+            for k, row_id in enumerate(ids):
+                label = map_label(source_labels[k], label_map)
                 if label is None or label is _UNMAPPED:
-                    rejects[row_id] = _label_reject(name, column["source_label"][k], label)
+                    rejects[row_id] = _label_reject(name, source_labels[k], label)
                     continue
                 frame = _frame_of(originals, row_id, ingest_dirs[name])
                 items.append((frame, faces[k], hash_views[k]))
-                score = column["crop_score"][k]
-                records.append(
-                    {
-                        "id": row_id,
-                        "source": column["source"][k],
-                        "label": label,
-                        "source_split": column["source_split"][k],
-                        "subject": column["subject"][k],
-                        "pixel_hash": column["pixel_hash"][k],
-                        "area": area[k],
-                        "score": score if score is not None else -1.0,
-                    }
-                )
+                kept.append(k)
+                labels.append(label)
             bar.update(batch.num_rows)
-            if items:
-                yield items
+            if not items:
+                continue
+            rows = batch.take(pa.array(kept))
+            area = pc.multiply(
+                rows.column("original_width").cast(pa.int64()),
+                rows.column("original_height").cast(pa.int64()),
+            )
+            for column, values in (
+                ("id", rows.column("id")),
+                ("source", rows.column("source")),
+                ("label", pa.array(labels, pa.string())),
+                ("source_split", rows.column("source_split")),
+                ("subject", rows.column("subject")),
+                ("pixel_hash", rows.column("pixel_hash")),
+                ("area", area),
+                ("score", pc.fill_null(rows.column("crop_score").cast(pa.float64()), -1.0)),
+            ):
+                columns[column].append(values)
+            yield items
 
 
 def _label_reject(name: str, source_label: str, label: Any) -> tuple[str, str]:
@@ -486,7 +488,13 @@ def decide_pairs(
     compare = ~identical & ~known
     similarity = np.full(len(candidates), np.nan)
     rows = np.flatnonzero(compare)
-    same_views = (pictures[:, 0] == pictures[:, 1]).all(axis=(1, 2))
+    same_views = np.concatenate(
+        [
+            (part[:, 0] == part[:, 1]).all(axis=(1, 2))
+            for part in (pictures[k : k + 8192] for k in range(0, len(pictures), 8192))
+        ]
+        or [np.zeros(0, bool)]
+    )
     for start in range(0, len(rows), _PAIR_BATCH):
         chunk = rows[start : start + _PAIR_BATCH]
         a, b = pictures[candidates[chunk, 0]], pictures[candidates[chunk, 1]]
