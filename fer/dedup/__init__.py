@@ -187,11 +187,25 @@ def candidate_pairs(
     n, variants = len(frames), _SUB_WINDOWS
     frame_radius = max(params.radius_frame, params.radius_both)
     face_radius = max(params.radius_face, params.radius_both)
-    # Frame index: rows [0, n) frames, [n, 2n) mirrored frames, then the sub-windows.
-    frame_index = np.concatenate(
-        [frames, words["frame_mirror"], words["shifted"], words["shifted_mirror"]]
-    )
-    found = radius_pairs_between(frames, frame_index, frame_radius, bits)
+    # Frame index: rows [0, n) frames, [n, 2n) mirrored frames, then the sub-windows; searched
+    # in three parts, so the search's working memory follows 18n hashes, not 38n.
+    parts = [
+        np.concatenate([frames, words["frame_mirror"]]),
+        words["shifted"],
+        words["shifted_mirror"],
+    ]
+    offsets = np.cumsum([0, *(len(part) for part in parts[:-1])])
+    found, within = [], []
+    for k, (part, offset) in enumerate(zip(parts, offsets, strict=True)):
+        hits = radius_pairs_between(frames, part, frame_radius, bits)
+        # Sub-window matches need their own radius only.
+        within.append(
+            hamming(frames[hits[:, 0]], part[hits[:, 1]]) <= params.radius_frame
+            if k
+            else np.ones(len(hits), bool)
+        )
+        found.append(hits + np.array([0, offset]))
+    found = np.concatenate(found)
     query, position = found[:, 0], found[:, 1]
     kind = np.searchsorted(np.array([n, 2 * n, (2 + variants) * n]), position, side="right")
     other = np.choose(
@@ -205,8 +219,7 @@ def candidate_pairs(
     )
     mirror = (kind == 1) | (kind == 3)
     shifted = kind >= 2
-    # Sub-window matches need their own radius only.
-    sub = shifted & (hamming(frames[query], frame_index[position]) <= params.radius_frame)
+    sub = shifted & np.concatenate(within)
     shifted_pairs = _unordered(query[sub], other[sub], mirror[sub])
     # Whole-view matches: union of frame and face hits, then the three-radius rule. A row
     # whose face hash is its frame hash (a tight crop) needs no face query of its own: its

@@ -89,16 +89,20 @@ def _multi_index(
         width = int(hi - lo)
         if single:  # chunk [lo, hi) of the hash, first bit most significant, by shifting
             shift, mask = np.uint64(bits - hi), np.uint64((1 << width) - 1)
-            values = ((flat_hashes >> shift) & mask).astype(np.int64)
-            query_values = ((flat_queries >> shift) & mask).astype(np.int64)
+            # In place, then viewed as int64 (values < 2^26): no full-size temporaries.
+            values = np.right_shift(flat_hashes, shift)
+            values &= mask
+            values = values.view(np.int64)
+            query_values = ((flat_queries >> shift) & mask).view(np.int64)
         else:
             weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
             values = index_bits[:, lo:hi].astype(np.int64) @ weights
             query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
-        order = np.argsort(values, kind="stable").astype(np.int64)
+        counts = np.bincount(values, minlength=1 << width)
+        order = np.argsort(values, kind="stable")
+        del values
         # The index in bucket order, so each probe reads one contiguous run of hashes.
         bucketed = flat_hashes[order]
-        counts = np.bincount(values, minlength=1 << width)
         # 32-bit bucket tables halve the memory traffic of the random lookups.
         small = np.int32 if len(hashes) < 2**31 else np.int64
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(small)
