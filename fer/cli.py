@@ -15,7 +15,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Curate facial-expression datasets: sample data, stage statistics, export.",
+    help="Curate facial-expression datasets: sample data, stage statistics, export, audit.",
 )
 
 
@@ -67,6 +67,43 @@ def export(
 
     counts = export_dataset(source, out_dir, fmt)
     typer.echo(f"wrote {out_dir} ({fmt}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@app.command()
+def audit(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders whose first-level folders are splits (class folders below), or "
+            "FER2013 CSVs (splits from Usage)."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    gallery: Annotated[
+        Path | None, typer.Option(help="Draw the duplicate groups that span splits (PNG).")
+    ] = None,
+    faces: Annotated[bool, typer.Option("--faces", help="Count images without a face.")] = False,
+    fail_on_leak: Annotated[
+        bool, typer.Option("--fail-on-leak", help="Exit 1 when a duplicate group spans splits.")
+    ] = False,
+) -> None:
+    """Does an existing split leak? Duplicates (and related faces) across splits, label
+    conflicts, with the dedup stage's hashing and pair decisions; no project needed."""
+    import time
+
+    from fer.audit import audit_paths, render_audit
+
+    start = time.perf_counter()
+    report = audit_paths(paths, faces=faces, gallery=gallery, progress=not as_json)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_audit(report, report["seconds"])
+        if gallery is not None:
+            typer.echo(f"wrote {gallery}")
+    if fail_on_leak and report["cross_split_groups"] > 0:
+        raise typer.Exit(1)
 
 
 def main() -> None:
