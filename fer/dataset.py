@@ -74,6 +74,7 @@ INGEST_SCHEMA = pa.schema(
         pa.field("pixel_hash", pa.string(), nullable=False),
         pa.field("source_box", BOX_TYPE),
         pa.field("source_landmarks", pa.list_(pa.float32())),
+        pa.field("source_score", pa.float32()),
         pa.field("valence", pa.float32()),
         pa.field("arousal", pa.float32()),
         pa.field("label_votes", pa.list_(pa.int16())),
