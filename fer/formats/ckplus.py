@@ -19,7 +19,7 @@ from pydantic import Field
 
 from fer.errors import FerDataError
 from fer.formats import RelativeInput, SourceParams, register_format
-from fer.formats.common import Kept, Refused, display_name, image_row, input_inside, load_files
+from fer.formats.common import Kept, Listed, Refused, display_name, input_inside, load_listed
 from fer.images import Rejection
 from fer.labels import register_preset
 
@@ -52,7 +52,7 @@ def read_ckplus(
     for folder, what in ((images, "image"), (emotions, "emotion")):
         if not folder.is_dir():
             raise FerDataError(f"{folder}: CK+ {what} folder of source '{source.name}' not found")
-    frames: list[tuple[str, str, str, str, Path]] = []
+    frames: list[Listed] = []
     for emotion_file in sorted(emotions.rglob("*_emotion.txt")):
         relative = emotion_file.relative_to(emotions)
         locator = str(relative)
@@ -74,25 +74,8 @@ def read_ckplus(
             chosen.insert(0, (files[0], "0"))
         for file, label in chosen:
             row_id = f"{source.name}/{display_name(file.name)}"
-            frames.append((row_id, locator, label, subject, file))
-    frames.sort(key=lambda frame: frame[0])
-    results = load_files([f[4] for f in frames], images, max_image_pixels, workers)
-    for (row_id, locator, label, subject, file), result in zip(frames, results, strict=True):
-        if isinstance(result, Rejection):
-            yield Refused(row_id, locator, result)
-            continue
-        yield Kept(
-            image_row(
-                row_id=row_id,
-                source=source.name,
-                source_label=label,
-                source_split=None,
-                image=result,
-                path=str(file.relative_to(source.path)),
-                subject=subject,
-            ),
-            locator,
-        )
+            frames.append(Listed(row_id, locator, label, file, extra={"subject": subject}))
+    yield from load_listed(frames, source.name, source.path, images, max_image_pixels, workers)
 
 
 def _code(file: Path) -> str | Rejection:

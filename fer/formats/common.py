@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,11 +17,13 @@ from fer.parallel import ordered_map
 
 __all__ = [
     "Kept",
+    "Listed",
     "Refused",
     "display_name",
     "image_row",
     "input_inside",
     "load_files",
+    "load_listed",
     "safe_relative_path",
 ]
 
@@ -115,3 +117,44 @@ def load_files(
     """
     load = partial(_load_file, root=root.resolve(), max_pixels=max_pixels)
     return ordered_map(load, paths, workers, chunksize=128)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An image an annotation file lists: its row id, where it was listed, its label and file."""
+
+    row_id: str
+    locator: str
+    label: str
+    file: Path
+    split: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """More columns of the row (subject, source_box, ...)."""
+
+
+def load_listed(
+    listed: Sequence[Listed],
+    source: str,
+    root: Path,
+    images: Path,
+    max_pixels: int,
+    workers: int,
+) -> Iterator[Kept | Refused]:
+    """Load listed images (inside `images`) in id order: a row each, or the file's refusal.
+    `path` is the file relative to the source's `root`."""
+    ordered = sorted(listed, key=lambda entry: entry.row_id)
+    results = load_files([entry.file for entry in ordered], images, max_pixels, workers)
+    for entry, result in zip(ordered, results, strict=True):
+        if isinstance(result, Rejection):
+            yield Refused(entry.row_id, entry.locator, result)
+            continue
+        row = image_row(
+            row_id=entry.row_id,
+            source=source,
+            source_label=entry.label,
+            source_split=entry.split,
+            image=result,
+            path=str(entry.file.relative_to(root)),
+            **entry.extra,
+        )
+        yield Kept(row, entry.locator)

@@ -10,18 +10,17 @@ its box as `source_box` (for `crop.no_face: source_box`) and the listed confiden
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar
 
 from fer.errors import FerDataError
 from fer.formats import RelativeInput, SourceParams, register_format
 from fer.formats.common import (
     Kept,
+    Listed,
     Refused,
     display_name,
-    image_row,
     input_inside,
-    load_files,
+    load_listed,
     safe_relative_path,
 )
 from fer.images import Rejection
@@ -51,7 +50,7 @@ def read_expw(
         raise FerDataError(f"{labels}: ExpW face list of source '{source.name}' not found")
     if not images.is_dir():
         raise FerDataError(f"{images}: ExpW photo folder of source '{source.name}' not found")
-    faces: list[tuple[str, str, str, Path, dict, float]] = []
+    faces: list[Listed] = []
     text = labels.read_text(encoding="utf-8-sig", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         locator = f"{labels.name}:{number}"
@@ -60,31 +59,13 @@ def read_expw(
             continue
         parsed = _parse(fields)
         if isinstance(parsed, Rejection):
-            row_id = f"{source.name}/{display_name(fields[0])}" if fields else None
-            yield Refused(row_id, locator, parsed)
+            yield Refused(f"{source.name}/{display_name(fields[0])}", locator, parsed)
             continue
         name, face_id, box, score, label = parsed
         row_id = f"{source.name}/{display_name(name)}#{face_id}"
-        faces.append((row_id, locator, label, images / name, box, score))
-    faces.sort(key=lambda face: face[0])
-    results = load_files([f[3] for f in faces], images, max_image_pixels, workers)
-    for (row_id, locator, label, file, box, score), result in zip(faces, results, strict=True):
-        if isinstance(result, Rejection):
-            yield Refused(row_id, locator, result)
-            continue
-        yield Kept(
-            image_row(
-                row_id=row_id,
-                source=source.name,
-                source_label=label,
-                source_split=None,
-                image=result,
-                path=str(file.relative_to(source.path)),
-                source_box=box,
-                source_score=score,
-            ),
-            locator,
-        )
+        extra = {"source_box": box, "source_score": score}
+        faces.append(Listed(row_id, locator, label, images / name, extra=extra))
+    yield from load_listed(faces, source.name, source.path, images, max_image_pixels, workers)
 
 
 def _parse(fields: list[str]) -> tuple[str, str, dict, float, str] | Rejection:

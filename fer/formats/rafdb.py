@@ -15,11 +15,11 @@ from fer.errors import FerDataError
 from fer.formats import RelativeInput, SourceParams, register_format
 from fer.formats.common import (
     Kept,
+    Listed,
     Refused,
     display_name,
-    image_row,
     input_inside,
-    load_files,
+    load_listed,
     safe_relative_path,
 )
 from fer.images import Rejection
@@ -52,7 +52,7 @@ def read_rafdb(
         raise FerDataError(f"{labels}: RAF-DB label list of source '{source.name}' not found")
     if not images.is_dir():
         raise FerDataError(f"{images}: RAF-DB image folder of source '{source.name}' not found")
-    entries: list[tuple[str, str, str, Path]] = []
+    entries: list[Listed] = []
     text = labels.read_text(encoding="utf-8-sig", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         locator = f"{labels.name}:{number}"
@@ -72,25 +72,10 @@ def read_rafdb(
             why = Rejection("bad_label", f"label {fields[1][:20]!r} is not 1..7")
             yield Refused(row_id, locator, why)
             continue
-        entries.append((row_id, locator, fields[1], _image_file(images, fields[0])))
-    entries.sort()
-    results = load_files([e[3] for e in entries], images, max_image_pixels, workers)
-    for (row_id, locator, label, file), result in zip(entries, results, strict=True):
-        if isinstance(result, Rejection):
-            yield Refused(row_id, locator, result)
-            continue
-        prefix = file.name.split("_", 1)[0].lower()
-        yield Kept(
-            image_row(
-                row_id=row_id,
-                source=source.name,
-                source_label=label,
-                source_split=prefix if prefix in ("train", "test") else None,
-                image=result,
-                path=str(file.relative_to(source.path)),
-            ),
-            locator,
-        )
+        prefix = fields[0].split("_", 1)[0].lower()
+        split = prefix if prefix in ("train", "test") else None
+        entries.append(Listed(row_id, locator, fields[1], _image_file(images, fields[0]), split))
+    yield from load_listed(entries, source.name, source.path, images, max_image_pixels, workers)
 
 
 def _image_file(images: Path, name: str) -> Path:
