@@ -110,3 +110,39 @@ def test_ckplus_protocol_frames_labels_and_subjects(tmp_path):
     ]
     assert reasons == ["bad_label", "missing_file"]
     assert summary["kept"] == 6 and summary["rejected"] == 2
+
+
+def test_ferplus_folders_majority_votes_splits_and_rejects(tmp_path):
+    root = tmp_path / "ferplus"
+    layout = {
+        "FER2013Train": [
+            'fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0',  # neutral 4 of 10: no majority
+            'fer0000001.png,"(0, 0, 48, 48)",0,9,0,0,0,0,0,0,1,0',  # happiness
+            'fer0000002.png,"(0, 0, 48, 48)",0,0,0,0,0,0,0,0,2,8',  # NF
+            'fer0000003.png,"(0, 0, 48, 48)",0,0,10,0,0,0,0,0,0,0',  # surprise, file missing
+            "garbage line",
+        ],
+        "FER2013Valid": ['fer0028709.png,"(0, 0, 48, 48)",0,0,0,8,0,0,2,0,0,0'],  # sadness
+        "FER2013Test": ['fer0032220.png,"(0, 0, 48, 48)",1,0,0,0,0,0,0,9,0,0'],  # contempt
+    }
+    seed = 0
+    for folder, lines in layout.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / "label.csv").write_text("\n".join(lines) + "\n")
+        for line in lines:
+            name = line.split(",")[0]
+            if name.endswith(".png") and name != "fer0000003.png":
+                seed += 1
+                Image.fromarray(face_like(48, seed)).save(root / folder / name)
+    spec = {"format": "ferplus_folders", "path": "ferplus"}
+    summary, rows, reasons, label_map = _ingest(tmp_path, "fp", spec)
+    got = [(r["id"], r["source_label"], r["source_split"]) for r in rows]
+    assert got == [
+        ("fp/FER2013Test/fer0032220.png", "contempt", "PrivateTest"),
+        ("fp/FER2013Train/fer0000001.png", "happiness", "Training"),
+        ("fp/FER2013Valid/fer0028709.png", "sadness", "PublicTest"),
+    ]
+    assert [label_map.get(r["source_label"]) for r in rows] == [None, "happy", "sad"]
+    assert rows[1]["label_votes"] == [0, 9, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert reasons == ["bad_line", "ferplus_nf", "ferplus_no_majority", "missing_file"]
+    assert summary["total"] == 7 == summary["kept"] + summary["rejected"]

@@ -19,6 +19,7 @@ __all__ = [
     "FERPLUS_CLASSES",
     "Fer2013CsvSource",
     "count_data_lines",
+    "ferplus_label",
     "ferplus_majority",
     "read_fer2013_csv",
     "read_ferplus",
@@ -251,17 +252,22 @@ def read_ferplus(path: Path, expected_rows: int, csv_path: Path) -> list[_Relabe
         label: str | Rejection
         if not image_name:
             label = Rejection("ferplus_no_image", "FER+ has no image name for this row")
-        elif winner < 0:
-            label = Rejection("ferplus_no_majority", f"no class has a majority of votes {vote_row}")
-        elif FERPLUS_CLASSES[winner] in ("unknown", "NF"):
-            label = Rejection(
-                f"ferplus_{FERPLUS_CLASSES[winner].lower()}",
-                f"FER+ majority says {FERPLUS_CLASSES[winner]} (votes {vote_row})",
-            )
         else:
-            label = FERPLUS_CLASSES[winner]
+            label = ferplus_label(vote_row, winner)
         outcomes.append(_Relabel(usage, label, vote_row))
     return outcomes
+
+
+def ferplus_label(votes: list[int], winner: int) -> str | Rejection:
+    """The FER+ class a row's majority names, or why it has none (no majority, unknown, NF)."""
+    if winner < 0:
+        return Rejection("ferplus_no_majority", f"no class has a majority of votes {votes}")
+    if FERPLUS_CLASSES[winner] in ("unknown", "NF"):
+        return Rejection(
+            f"ferplus_{FERPLUS_CLASSES[winner].lower()}",
+            f"FER+ majority says {FERPLUS_CLASSES[winner]} (votes {votes})",
+        )
+    return FERPLUS_CLASSES[winner]
 
 
 register_format(Fer2013CsvSource, read_fer2013_csv)
