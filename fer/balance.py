@@ -7,10 +7,11 @@ outranks a selected one (bottom-k sampling).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fer.config import BalanceParams
@@ -24,12 +25,13 @@ __all__ = ["balance_dataset", "select_balanced"]
 
 def select_balanced(
     rows: pd.DataFrame,
-    per_class: int | None,
+    per_class: int | Mapping[str, int] | None,
     seed: int,
     mix: str = "proportional",
     prefer: Sequence[str] = (),
 ) -> pd.Series:
-    """Boolean mask of the rows to keep: at most `per_class` per `label`.
+    """Boolean mask of the rows to keep: at most `per_class` per `label` (one number, or a
+    cap per label; labels without one are not capped).
 
     `rows` needs `id`, `label` and `source`. `proportional` takes the lowest-ranked rows of the
     class whatever their source, so sources contribute in proportion to their size;
@@ -48,7 +50,11 @@ def select_balanced(
     ordered = frame.sort_values(sort, kind="stable")
     position = ordered.groupby("label").cumcount()
     chosen = pd.Series(False, index=rows.index)
-    chosen[ordered.index[position.to_numpy() < per_class]] = True
+    if isinstance(per_class, Mapping):
+        caps = ordered["label"].map(dict(per_class)).astype("float64").fillna(np.inf).to_numpy()
+    else:
+        caps = per_class
+    chosen[ordered.index[position.to_numpy() < caps]] = True
     return chosen
 
 

@@ -241,12 +241,24 @@ class DedupParams(_Section):
         return self
 
 
+def _classes(value: dict[str, int]) -> dict[str, int]:
+    from fer.labels import CLASSES
+
+    unknown = sorted(set(value) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{unknown} are not classes; use {', '.join(CLASSES)}")
+    return value
+
+
 class BalanceParams(_Section):
     """Class balance of the merged set (stage balance)."""
 
     seed: NonNegativeInt = 2024
-    per_class: PositiveInt | None = 6000
-    """At most this many images per class; null keeps every eligible image."""
+    per_class: PositiveInt | Annotated[dict[str, PositiveInt], AfterValidator(_classes)] | None = (
+        6000
+    )
+    """At most this many images per class, or a cap per class name (a published recipe;
+    classes left out are not capped); null keeps every eligible image."""
     floor: NonNegativeInt = 1000
     """Classes with fewer eligible images are named in the summary's warnings."""
     mix: Literal["proportional", "prefer"] = "proportional"

@@ -55,6 +55,26 @@ def grouped_rows(draw) -> pd.DataFrame:
 # Balance ----------------------------------------------------------------------------------
 
 
+def test_per_class_caps_by_class_name_reproduce_a_recipe():
+    from fer.config import BalanceParams
+
+    rows = _rows(2000)
+    recipe = {"angry": 50, "happy": 120, "neutral": 7}
+    chosen = rows[select_balanced(rows, per_class=recipe, seed=3)]
+    counts = chosen.groupby("label").size().to_dict()
+    assert {k: counts[k] for k in recipe} == recipe
+    for label, available in rows.groupby("label").size().items():
+        if label not in recipe:
+            assert counts[label] == available  # not capped
+    within_cap = rows[select_balanced(rows, per_class=100, seed=3)]
+    assert set(chosen[chosen["label"] == "angry"]["id"]) <= set(
+        within_cap[within_cap["label"] == "angry"]["id"]
+    )  # the same ranking: a smaller cap keeps a subset
+    assert BalanceParams(per_class={"sad": 5}).per_class == {"sad": 5}
+    with pytest.raises(ValueError, match="are not classes"):
+        BalanceParams(per_class={"sadness": 5})
+
+
 def test_id_rank_is_keyed_and_deterministic():
     ids = [f"x/{i}" for i in range(100)]
     assert np.array_equal(id_rank(ids, 1), id_rank(ids, 1))
