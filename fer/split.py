@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from fer.card import CARD_FILE, dataset_card
 from fer.config import SplitParams
 from fer.dataset import SPLIT_SCHEMA, DatasetWriter, read_rejects, read_table
 from fer.errors import FerDataError
@@ -101,8 +102,10 @@ def split_dataset(
     out_dir: str | Path,
     shard_bytes: int = 128 * 2**20,
     progress: bool = True,
+    licences: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Write the balanced rows with their `split`, plus `counts.csv` (label x split x source)."""
+    """Write the balanced rows with their `split`, plus `counts.csv` (label x split x source)
+    and the dataset card `README.md` (with each source's licence from `licences`)."""
     columns = ["id", "label", "source", "subject", "dup_group", "related_group"]
     meta = read_table(in_dir, columns=columns).to_pandas()
     if meta.empty:
@@ -164,6 +167,8 @@ def split_dataset(
             progress=progress,
         )
         counts.to_csv(writer.staging_dir / COUNTS_FILE, index=False)
+        card = dataset_card(counts, licences or {})
+        (writer.staging_dir / CARD_FILE).write_text(card, encoding="utf-8")
         return writer.close(extra)
 
 

@@ -6,7 +6,8 @@ from fer.stage import run_stage
 
 
 def main(params: Params, in_dir: str, out_dir: str) -> None:
-    split_dataset(in_dir, params.split, out_dir, params.storage.shard_bytes)
+    licences = {name: source.licence for name, source in params.sources.items()}
+    split_dataset(in_dir, params.split, out_dir, params.storage.shard_bytes, licences=licences)
 
 
 if __name__ == "__main__":

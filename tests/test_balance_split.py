@@ -235,3 +235,20 @@ def test_export_refuses_a_non_split_folder(tmp_path, sample_pipeline):
         export_dataset(sample_pipeline / "balance", tmp_path / "x", "imagefolder")
     with pytest.raises(FerDataError, match="--format"):
         export_dataset(sample_pipeline / "processed", tmp_path / "y", "tfrecord")
+
+
+def test_processed_has_a_dataset_card_that_matches_the_summary(sample_pipeline):
+    import yaml
+
+    from fer.dataset import read_summary
+
+    text = (sample_pipeline / "processed" / "README.md").read_text()
+    _, header, body = text.split("---\n", 2)
+    card = yaml.safe_load(header)
+    summary = read_summary(sample_pipeline / "processed")
+    splits = {s["name"]: s["num_examples"] for s in card["dataset_info"]["splits"]}
+    assert splits == summary["split_totals"]
+    names = card["dataset_info"]["features"][1]["dtype"]["class_label"]["names"]
+    assert list(names.values()) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert card["configs"][0]["data_files"] == "part-*.parquet"
+    assert "## Sources" in body and "fer2013" in body

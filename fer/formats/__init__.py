@@ -40,6 +40,8 @@ class SourceParams(BaseModel):
     name: str
     path: Path
     """The source's root: a file, or a folder that holds every input of the source."""
+    licence: str | None = None
+    """The source's licence as its publisher gives it (the processed set's dataset card)."""
     default_preset: ClassVar[str] = "names"
 
     def __init__(self, name: str | None = None, path: Path | None = None, **values: Any) -> None:
