@@ -106,6 +106,21 @@ def audit(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="The HTML file to write.")],
+    project: Annotated[Path, typer.Option(help="The project folder (after dvc repro).")] = Path(
+        "."
+    ),
+) -> None:
+    """One self-contained HTML page: funnel with reject reasons, label x split x source, crops,
+    duplicate and related galleries, cross-source contamination, subjects, metrics."""
+    from fer.report import ProjectOutputs, render_report
+
+    render_report(ProjectOutputs.of_project(project), out)
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     """Console entry point."""
     try:
