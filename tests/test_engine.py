@@ -48,3 +48,24 @@ def test_local_and_ray_engines_write_the_same_bytes(tmp_path):
     first, second = (json.loads(o["summary.json"]) for o in (local, ray))
     assert {k for k in first if first[k] != second[k]} == {"engine"}
     assert first["total"] == len(images) and first["rejected"] >= 2  # blank and tiny dropped
+
+
+def test_a_domain_error_inside_a_ray_actor_is_one_line(tmp_path):
+    pytest.importorskip("ray")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    src = make_dataset(tmp_path / "in", {"a": _resize(np.full((25, 25), 90, np.uint8), 48)})
+    with (
+        open_engine("ray", "", 1) as engine,
+        pytest.raises(FerDataError, match=r"^params\.yaml: crop\.runtime\.device is cuda"),
+    ):
+        crop_source(
+            src,
+            CropSettings(),
+            CropRuntime(device="cuda"),
+            tmp_path / "out",
+            progress=False,
+            engine=engine,
+        )

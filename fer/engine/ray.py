@@ -87,16 +87,29 @@ class RayEngine(Engine):
         )
         try:
             yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, FerDataError) else None
-            if cause is not None:
-                raise FerDataError(str(cause)) from None
+        except ray.exceptions.RayError as exc:
+            message = _domain_message(exc)
+            if message is not None:
+                raise FerDataError(message) from None
             raise
 
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def _domain_message(exc: BaseException) -> str | None:
+    """The one-line message of a FerDataError raised in a task or an actor's constructor
+    (Ray hands back its own error types, the original only as text for an actor that died)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, FerDataError):
+        return str(cause)
+    marker = f"{FerDataError.__module__}.{FerDataError.__name__}: "
+    text = str(exc)
+    if marker in text:
+        return text.rsplit(marker, 1)[1].splitlines()[0].strip()
+    return None
 
 
 ENGINES.register(RayEngine.name, RayEngine)
