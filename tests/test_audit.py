@@ -83,3 +83,13 @@ def test_a_processed_output_is_audited_by_its_split_column(sample_pipeline):
     assert set(report["images_per_split"]) == {"train", "val", "test"}
     # The pipeline's own split keeps duplicate and related groups together.
     assert report["cross_split_groups"] == 0
+
+
+def test_faces_counts_the_images_without_a_face(tmp_path, lfw):
+    root = _split_folder(tmp_path / "data", lfw[:6], planted=0)
+    blank = root / "test" / "happy" / "blank.png"
+    blank.parent.mkdir(parents=True)
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(blank)
+    report = audit_paths([root], faces=True, progress=False)
+    assert report["images"] == 7
+    assert report["images_without_face"] >= 1  # the blank frame at least
