@@ -2,7 +2,7 @@
 time and peak RSS.
 
 usage: python benchmarks/scale.py N [N ...] [--shared ../shared/data] [--crop pass|detect]
-       [--work DIR] [--keep]
+       [--work DIR] [--keep] [--stages ingest,crop]
 
 Builds N real-looking faces as an image folder (class folders named by the FER2013 label):
 FER2013 and CK+48 faces, each blended (35-50 %) with another, randomly drawn face of the same
@@ -128,7 +128,7 @@ finally:
 """
 
 
-def run_stages(project: Path, count: int) -> list[dict]:
+def run_stages(project: Path, count: int, only: set[str] | None = None) -> list[dict]:
     data = project / "data"
     stages = [
         ("ingest", ["pipeline/ingest.py", "faces", f"{data}/ingest/faces"]),
@@ -139,22 +139,43 @@ def run_stages(project: Path, count: int) -> list[dict]:
     ]
     results = []
     for name, command in stages:
+        if only and name not in only:
+            continue
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", _MEASURE, *command, "--params", str(project / "params.yaml")],
-            cwd=REPO, capture_output=True, text=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"},
         )
         wall = time.perf_counter() - start
         if done.returncode:
             sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
         peak = json.loads(done.stderr.rsplit("PEAK ", 1)[1].splitlines()[0])
-        summary = json.loads((data / ("processed" if name == "split" else
-                                      f"{name}/faces" if name in ("ingest", "crop") else name)
-                              / "summary.json").read_text())
-        results.append({"n": count, "stage": name, "wall_s": round(wall, 1),
-                        "us_per_image": round(wall / count * 1e6, 1), **peak,
-                        "kept": summary.get("kept")})
+        summary = json.loads(
+            (
+                data
+                / (
+                    "processed"
+                    if name == "split"
+                    else f"{name}/faces"
+                    if name in ("ingest", "crop")
+                    else name
+                )
+                / "summary.json"
+            ).read_text()
+        )
+        results.append(
+            {
+                "n": count,
+                "stage": name,
+                "wall_s": round(wall, 1),
+                "us_per_image": round(wall / count * 1e6, 1),
+                **peak,
+                "kept": summary.get("kept"),
+            }
+        )
         print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -166,6 +187,7 @@ def main() -> None:
     parser.add_argument("--crop", choices=("pass", "detect"), default="pass")
     parser.add_argument("--work", default="/tmp/fer-scale")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--stages", help="comma-separated stages to run (default: all five)")
     args = parser.parse_args()
     rows = []
     for count in args.sizes:
@@ -175,7 +197,8 @@ def main() -> None:
         built = build_folder(Path(args.shared), count, folder)
         print(json.dumps({"n": count, "built_s": round(built, 1)}), flush=True)
         (project / "params.yaml").write_text(yaml.safe_dump(_params(folder, args.crop)))
-        rows += run_stages(project, count)
+        only = set(args.stages.split(",")) if args.stages else None
+        rows += run_stages(project, count, only)
         total = sum(r["wall_s"] for r in rows if r["n"] == count)
         print(json.dumps({"n": count, "ingest_to_split_s": round(total, 1)}), flush=True)
         if not args.keep:
@@ -183,8 +206,10 @@ def main() -> None:
     print("\n| N | stage | wall s | µs/image | peak RSS GB | largest worker GB | kept |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']:,} | {r['stage']} | {r['wall_s']} | {r['us_per_image']} | "
-              f"{r['rss_gb']} | {r['worker_rss_gb']} | {r['kept']} |")
+        print(
+            f"| {r['n']:,} | {r['stage']} | {r['wall_s']} | {r['us_per_image']} | "
+            f"{r['rss_gb']} | {r['worker_rss_gb']} | {r['kept']} |"
+        )
 
 
 if __name__ == "__main__":
