@@ -180,6 +180,11 @@ class CropSettings(_Section):
     """When MTCNN finds no face, the whole frame is scored by its O-net; at least this score
     keeps it as a face (`crop_status: frame_face`), for sources of tight face crops. null
     turns the check off."""
+    frame_face_angles: Annotated[
+        tuple[Annotated[float, Field(ge=-90, le=90)], ...], BeforeValidator(_list_to_tuple)
+    ] = (-45.0, -30.0, -15.0, 15.0, 30.0, 45.0)
+    """A frame below `frame_face_score` upright is scored again rotated by these degrees and
+    its best score counts (tilted heads: MTCNN's nets are not rotation-invariant)."""
     border: Literal["fit", "edge", "black"] = "fit"
     """fit: shift, then shrink, the window to lie inside the frame (no synthesized pixels);
     edge (replicate) or black fill what lies outside."""

@@ -343,18 +343,21 @@ def test_detector_noise_below_the_grid_gives_identical_bytes(tmp_path, lfw, monk
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def _finds_nothing(self, batch, min_face_size=None):
+    from fer.crop.detector import Detections
+
+    return Detections(
+        np.zeros(0, np.int64),
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.float32),
+        np.zeros((0, 5, 2), np.float32),
+    )
+
+
 def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, lfw, monkeypatch):
     from fer.crop import detector as detector_module
 
-    def finds_nothing(self, batch, min_face_size=None):
-        return detector_module.Detections(
-            np.zeros(0, np.int64),
-            np.zeros((0, 4), np.float32),
-            np.zeros(0, np.float32),
-            np.zeros((0, 5, 2), np.float32),
-        )
-
-    monkeypatch.setattr(detector_module.FaceDetector, "detect", finds_nothing)
+    monkeypatch.setattr(detector_module.FaceDetector, "detect", _finds_nothing)
     noise = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
     images = {"face_0": _resize(lfw[5], 48), "other_0": noise}
     _, rows, _ = _crop(tmp_path, images, CropSettings(pad=0.17))
@@ -363,6 +366,25 @@ def test_a_whole_frame_face_the_detector_misses_is_kept_as_frame_face(tmp_path, 
     assert rows["other_0"]["crop_status"] == "no_face"
     _, off, _ = _crop(tmp_path / "off", images, CropSettings(pad=0.17, frame_face_score=None))
     assert off["face_0"]["crop_status"] == "no_face"
+
+
+def test_a_tilted_frame_face_is_kept_by_its_rotated_views(tmp_path, lfw, monkeypatch):
+    # The O-net is not rotation-invariant: a face tilted by 40 degrees scores low upright and
+    # high rotated back; noise stays a non-face at every angle.
+    from fer.crop import detector as detector_module
+
+    monkeypatch.setattr(detector_module.FaceDetector, "detect", _finds_nothing)
+    tilted = Image.fromarray(_resize(lfw[17], 48)).rotate(
+        40, resample=Image.Resampling.BILINEAR, fillcolor=128
+    )
+    noise = np.random.default_rng(1).integers(0, 255, (48, 48), dtype=np.uint8)
+    images = {"tilted_0": np.asarray(tilted), "other_0": noise}
+    _, upright, _ = _crop(tmp_path / "a", images, CropSettings(pad=0.17, frame_face_angles=[]))
+    assert upright["tilted_0"]["crop_status"] == "no_face"
+    _, rows, _ = _crop(tmp_path / "b", images, CropSettings(pad=0.17))
+    assert rows["tilted_0"]["crop_status"] == "frame_face"
+    assert rows["tilted_0"]["crop_score"] >= 0.9
+    assert rows["other_0"]["crop_status"] == "no_face"
 
 
 def _astronaut_photo(side: int) -> np.ndarray:

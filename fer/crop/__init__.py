@@ -262,7 +262,7 @@ def _processed(
         rows = next(batches, None)
         preparing = None if rows is None else [pool.submit(prepare, row) for row in rows]
         if detector is not None:
-            _detect(items, detector, runtime.batch_size)
+            _detect(items, detector, runtime.batch_size, settings)
         if finishing is not None:
             yield _finished(*finishing)
         finishing = items, [pool.submit(finish, item) for item in items]
@@ -346,7 +346,9 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     return item
 
 
-def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
+def _detect(
+    items: list[_Prepared], detector: Any, batch_size: int, settings: CropSettings
+) -> None:
     buckets: dict[tuple[Any, ...], list[_Prepared]] = defaultdict(list)
     for item in items:
         if item.detector_input is not None:
@@ -374,6 +376,20 @@ def _detect(items: list[_Prepared], detector: Any, batch_size: int) -> None:
                 )
                 for item, score in zip(empty, scores, strict=True):
                     item.frame_score = round(float(score), 4)
+                _score_rotated(empty, detector, settings)
+
+
+def _score_rotated(items: list[_Prepared], detector: Any, settings: CropSettings) -> None:
+    """Frames below the threshold upright are scored rotated; the best score counts."""
+    threshold, angles = settings.frame_face_score, settings.frame_face_angles
+    low = [i for i in items if angles and threshold is not None and i.frame_score < threshold]
+    if not low:
+        return
+    scores = detector.score_boxes(
+        np.stack([i.detector_input for i in low]), np.stack([i.frame_box for i in low]), angles
+    )
+    for item, score in zip(low, scores, strict=True):
+        item.frame_score = max(item.frame_score, round(float(score), 4))
 
 
 def _finish(item: _Prepared, settings: CropSettings) -> None:

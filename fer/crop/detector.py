@@ -17,6 +17,7 @@ server and each Ray actor give the same boxes and scores.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.nn.functional import interpolate
+from torch.nn.functional import affine_grid, grid_sample, interpolate
 from torchvision.ops import nms, roi_align
 
 __all__ = ["Detections", "FaceDetector"]
@@ -95,9 +96,13 @@ class FaceDetector:
         )
 
     @torch.inference_mode()
-    def score_boxes(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def score_boxes(
+        self, images: np.ndarray, boxes: np.ndarray, angles: Sequence[float] = (0.0,)
+    ) -> np.ndarray:
         """O-net face score of one given box (x1, y1, x2, y2) per image of a (B, H, W, 3)
-        uint8 batch: MTCNN's 48x48 face/non-face classifier on a candidate we choose."""
+        uint8 batch: MTCNN's 48x48 face/non-face classifier on a candidate we choose. With
+        several `angles` (degrees), the box's 48x48 crop is also scored rotated by each (the
+        corners filled grey) and the best score counts: the nets are not rotation-invariant."""
         if len(images) == 0:
             return np.zeros(0, np.float32)
         batch = torch.as_tensor(np.require(images, requirements=["C", "W"]), device=self.device)
@@ -109,8 +114,10 @@ class FaceDetector:
             scores = np.zeros(len(images), np.float32)
             if not len(crops):
                 return scores
-            _, _, probs = self._chunked(self.onet, crops, 64)
-        scores[valid.cpu().numpy()] = probs[:, 1].cpu().numpy()
+            views = _rotated(crops, angles)
+            _, _, probs = self._chunked(self.onet, views, 64)
+        best = probs[:, 1].reshape(len(angles), len(crops)).amax(dim=0)
+        scores[valid.cpu().numpy()] = best.cpu().numpy()
         return scores
 
     @contextmanager
@@ -274,6 +281,25 @@ class FaceDetector:
             boxes[:, 4].cpu().numpy().astype(np.float32),
             landmarks.cpu().numpy().astype(np.float32),
         )
+
+
+def _rotated(crops: torch.Tensor, angles: Sequence[float]) -> torch.Tensor:
+    """Normalised crops (n, 3, s, s) rotated about their centre by each angle, angle-major;
+    pixels from outside the crop are 0 (grey, once normalised)."""
+    views = []
+    for angle in angles:
+        if angle == 0:
+            views.append(crops)
+            continue
+        theta = math.radians(angle)
+        cos, sin = math.cos(theta), math.sin(theta)
+        affine = torch.tensor(
+            [[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=crops.dtype, device=crops.device
+        ).expand(len(crops), 2, 3)
+        grid = affine_grid(affine, list(crops.shape), align_corners=False)
+        rotated = grid_sample(crops, grid, mode="bilinear", align_corners=False)
+        views.append(rotated.contiguous(memory_format=torch.channels_last))
+    return torch.cat(views)
 
 
 def batched_nms(
