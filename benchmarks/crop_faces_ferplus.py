@@ -105,5 +105,6 @@ def _sheet(ingest, rows, kept, face_votes, not_face, path) -> None:
         72,
     )
 
+
 if __name__ == "__main__":
     main()

@@ -64,7 +64,11 @@ def _phash_low(pixels: np.ndarray, hash_size: int) -> np.ndarray:
 
 def _median_bits(low: np.ndarray) -> np.ndarray:
     flat = low.reshape(len(low), low.shape[1] * low.shape[2])
-    return flat > np.median(flat, axis=1, keepdims=True)
+    # np.median's value (the mean of the middle two), from one sort: several times faster
+    # than its per-row partition on rows of 64.
+    size = flat.shape[1]
+    middle = np.sort(flat, axis=1)[:, (size - 1) // 2 : size // 2 + 1]
+    return flat > middle.mean(axis=1, keepdims=True)
 
 
 def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:

@@ -249,6 +249,14 @@ def test_processed_has_a_dataset_card_that_matches_the_summary(sample_pipeline):
     splits = {s["name"]: s["num_examples"] for s in card["dataset_info"]["splits"]}
     assert splits == summary["split_totals"]
     names = card["dataset_info"]["features"][1]["dtype"]["class_label"]["names"]
-    assert list(names.values()) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert list(names.values()) == [
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    ]
     assert card["configs"][0]["data_files"] == "part-*.parquet"
     assert "## Sources" in body and "fer2013" in body

@@ -138,6 +138,9 @@ def test_search_equals_brute_force_on_random_hashes(radius):
     expected = brute_force_pairs(hashes, radius)
     assert len(expected) > 0
     np.testing.assert_array_equal(radius_pairs(hashes, radius, 64), expected)
+    # Query blocks searched on two threads: the same pairs in the same order.
+    threaded = radius_pairs(hashes, radius, 64, block=256, threads=2)
+    np.testing.assert_array_equal(threaded, expected)
 
 
 def test_search_on_256_bit_hashes():

@@ -346,9 +346,7 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     return item
 
 
-def _detect(
-    items: list[_Prepared], detector: Any, batch_size: int, settings: CropSettings
-) -> None:
+def _detect(items: list[_Prepared], detector: Any, batch_size: int, settings: CropSettings) -> None:
     buckets: dict[tuple[Any, ...], list[_Prepared]] = defaultdict(list)
     for item in items:
         if item.detector_input is not None:

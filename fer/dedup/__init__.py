@@ -40,7 +40,7 @@ from fer.dedup.verify import VIEW_SIDE, grey_view, pair_similarity
 from fer.errors import FerDataError
 from fer.hashing import hash_arrays_with_mirror, hash_hex, hash_size_of, hashing_input
 from fer.labels import CLASSES
-from fer.parallel import ordered_imap
+from fer.parallel import ordered_imap, worker_count
 
 __all__ = [
     "GALLERY",
@@ -56,7 +56,7 @@ __all__ = [
 GALLERY = "duplicates.png"
 RELATED_GALLERY = "related.png"
 _CHUNK = 512
-_PAIR_BATCH = 512
+_PAIR_BATCH = 4096
 _HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
 _SHIFT_SIDES = (0.94, 0.89)
 _SHIFT_ANCHORS = tuple((fx, fy) for fy in (0.0, 0.5, 1.0) for fx in (0.0, 0.5, 1.0))
@@ -185,6 +185,7 @@ def candidate_pairs(
     """
     frames, faces = words["frame"], words["face"]
     n, variants = len(frames), _SUB_WINDOWS
+    threads = worker_count(params.workers)
     frame_radius = max(params.radius_frame, params.radius_both)
     face_radius = max(params.radius_face, params.radius_both)
     # Frame index: rows [0, n) frames, [n, 2n) mirrored frames, then the sub-windows; searched
@@ -197,7 +198,7 @@ def candidate_pairs(
     offsets = np.cumsum([0, *(len(part) for part in parts[:-1])])
     found, within = [], []
     for k, (part, offset) in enumerate(zip(parts, offsets, strict=True)):
-        hits = radius_pairs_between(frames, part, frame_radius, bits)
+        hits = radius_pairs_between(frames, part, frame_radius, bits, threads=threads)
         # Sub-window matches need their own radius only.
         within.append(
             hamming(frames[hits[:, 0]], part[hits[:, 1]]) <= params.radius_frame
@@ -226,7 +227,11 @@ def candidate_pairs(
     # face pairs with such rows are frame pairs, and the other rows' queries find the rest.
     own_face = np.flatnonzero((faces != frames).any(axis=1))
     face_found = radius_pairs_between(
-        faces[own_face], np.concatenate([faces, words["face_mirror"]]), face_radius, bits
+        faces[own_face],
+        np.concatenate([faces, words["face_mirror"]]),
+        face_radius,
+        bits,
+        threads=threads,
     )
     face_found[:, 0] = own_face[face_found[:, 0]]
     whole = np.concatenate(

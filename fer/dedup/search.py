@@ -11,7 +11,10 @@ cost model for the given n, bits and radius. `brute_force_pairs` is the blocked 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import combinations, pairwise
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,19 +41,27 @@ def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 4096) -> np.
     return _sorted_pairs(found)
 
 
-def radius_pairs(hashes: np.ndarray, radius: int, bits: int, block: int = 4096) -> np.ndarray:
-    """Every (i, j), i < j, with Hamming distance <= radius, as a sorted (p, 2) int64 array."""
+def radius_pairs(
+    hashes: np.ndarray, radius: int, bits: int, block: int = 4096, threads: int = 1
+) -> np.ndarray:
+    """Every (i, j), i < j, with Hamming distance <= radius, as a sorted (p, 2) int64 array;
+    `threads` search blocks of queries at once."""
     hashes = np.ascontiguousarray(np.atleast_2d(hashes), dtype=np.uint64)
     if len(hashes) < 2:
         return np.zeros((0, 2), np.int64)
     chunks = _choose_chunks(len(hashes), bits, radius)
     if chunks is None:
         return brute_force_pairs(hashes, radius)
-    return _multi_index(hashes, hashes, radius, bits, chunks, block, same=True)
+    return _multi_index(hashes, hashes, radius, bits, chunks, block, True, threads)
 
 
 def radius_pairs_between(
-    queries: np.ndarray, hashes: np.ndarray, radius: int, bits: int, block: int = 4096
+    queries: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+    bits: int,
+    block: int = 4096,
+    threads: int = 1,
 ) -> np.ndarray:
     """Every (q, h) with distance(queries[q], hashes[h]) <= radius, sorted (p, 2) int64."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.uint64)
@@ -65,7 +76,7 @@ def radius_pairs_between(
             i, j = np.nonzero(dist <= radius)
             found.append(np.stack([i + start, j], axis=1))
         return _sorted_pairs(found)
-    return _multi_index(queries, hashes, radius, bits, chunks, block, same=False)
+    return _multi_index(queries, hashes, radius, bits, chunks, block, False, threads)
 
 
 def _multi_index(
@@ -76,6 +87,7 @@ def _multi_index(
     chunks: int,
     block: int,
     same: bool,
+    threads: int,
 ) -> np.ndarray:
     single = hashes.shape[1] == 1
     # One-word hashes are compared as flat uint64 arrays: a third of the memory traffic.
@@ -108,31 +120,65 @@ def _multi_index(
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(small)
         masks = _masks(width, per_chunk_radius).astype(small)
         query_values = query_values.astype(small)
-        for first in range(0, len(queries), block):
-            batch = np.arange(first, min(len(queries), first + block), dtype=np.int64)
-            probes = (query_values[batch, None] ^ masks[None, :]).ravel()
-            lo_pos = starts[probes]
-            sizes = starts[probes + 1] - lo_pos
-            hit = np.flatnonzero(sizes)  # most probes find an empty bucket
-            if len(hit) == 0:
-                continue
-            lo_pos, sizes = lo_pos[hit], sizes[hit]
-            ends = np.cumsum(sizes, dtype=np.int64)
-            total = int(ends[-1])
-            # Candidate k of probe p sits at bucketed[lo_pos[p] + k].
-            offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else small)
-            position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
-            query_of = np.repeat(batch[hit // len(masks)], sizes)
-            close = hamming_flat(flat_queries[query_of], bucketed[position]) <= radius
-            query_of, other = query_of[close], order[position[close]]
-            if same:
-                keep = other > query_of
-                query_of, other = query_of[keep], other[keep]
-            found.append(query_of * len(hashes) + other)
+        chunk = _Chunk(query_values, masks, starts, bucketed, order, small)
+        probe = partial(_probe, chunk, flat_queries, radius, block, same, len(hashes))
+        # NumPy releases the GIL in these array operations: threads share the index.
+        firsts = range(0, len(queries), block)
+        if threads > 1 and len(firsts) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                blocks = list(pool.map(probe, firsts))
+        else:
+            blocks = [probe(first) for first in firsts]
+        found.extend(b for b in blocks if b is not None)
     if not found:
         return np.zeros((0, 2), np.int64)
     keys = np.unique(np.concatenate(found))
     return np.stack([keys // len(hashes), keys % len(hashes)], axis=1)
+
+
+class _Chunk(NamedTuple):
+    """One chunk's index: query chunk values, probe masks, bucket starts, hashes in bucket
+    order and their original rows."""
+
+    query_values: np.ndarray
+    masks: np.ndarray
+    starts: np.ndarray
+    bucketed: np.ndarray
+    order: np.ndarray
+    small: type
+
+
+def _probe(
+    chunk: _Chunk,
+    flat_queries: np.ndarray,
+    radius: int,
+    block: int,
+    same: bool,
+    size: int,
+    first: int,
+) -> np.ndarray | None:
+    """Keys q * size + h of the pairs that queries [first, first + block) find in one chunk."""
+    batch = np.arange(first, min(len(flat_queries), first + block), dtype=np.int64)
+    masks, starts = chunk.masks, chunk.starts
+    probes = (chunk.query_values[batch, None] ^ masks[None, :]).ravel()
+    lo_pos = starts[probes]
+    sizes = starts[probes + 1] - lo_pos
+    hit = np.flatnonzero(sizes)  # most probes find an empty bucket
+    if len(hit) == 0:
+        return None
+    lo_pos, sizes = lo_pos[hit], sizes[hit]
+    ends = np.cumsum(sizes, dtype=np.int64)
+    total = int(ends[-1])
+    # Candidate k of probe p sits at bucketed[lo_pos[p] + k].
+    offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else chunk.small)
+    position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
+    query_of = np.repeat(batch[hit // len(masks)], sizes)
+    close = hamming_flat(flat_queries[query_of], chunk.bucketed[position]) <= radius
+    query_of, other = query_of[close], chunk.order[position[close]]
+    if same:
+        keep = other > query_of
+        query_of, other = query_of[keep], other[keep]
+    return query_of * size + other
 
 
 def hamming_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ VIEW_SIDE = WINDOW + 2 * SHIFT
 SCALES = (0.86, 0.89, 0.92, 0.95, 0.98, 1.0, 1.02, 1.05, 1.08, 1.11, 1.14, 1.17)
 """Scales of view B searched (the screening scales among them)."""
 _QUICK = 0.985
+"""A match this good (aligned, or at a screening scale) is taken as found: searching further
+could only raise a score that already passes."""
 _SCREEN = (0.89, 1.0, 1.11)
 _PROMISING = 0.80
 """Pairs whose best shifted match at the three screening scales stays below this are not
@@ -73,7 +75,7 @@ def pair_similarity(views_a: np.ndarray, views_b: np.ndarray, mirror: np.ndarray
     todo = torch.nonzero(aligned < _QUICK).flatten()
     if len(todo):
         best[todo] = torch.maximum(best[todo], _searched(centre[todo], b[todo], _SCREEN))
-        todo = todo[best[todo] >= _PROMISING]
+        todo = todo[(best[todo] >= _PROMISING) & (best[todo] < _QUICK)]
     if len(todo):
         rest = tuple(scale for scale in SCALES if scale not in _SCREEN)
         best[todo] = torch.maximum(best[todo], _searched(centre[todo], b[todo], rest))
@@ -81,15 +83,10 @@ def pair_similarity(views_a: np.ndarray, views_b: np.ndarray, mirror: np.ndarray
 
 
 def _box_sums(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Sums over every k x k window (stride 1) of (n, 1, h, w), from an integral image."""
-    integral = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
-    total = (
-        integral[..., k:, k:]
-        - integral[..., :-k, k:]
-        - integral[..., k:, :-k]
-        + integral[..., :-k, :-k]
-    )
-    return total.float()
+    """Sums over every k x k window (stride 1) of (n, 1, h, w): separable, in float64, which
+    holds these sums of float32 pixels exactly (the order of the additions cannot matter)."""
+    x = x.double()
+    return x.unfold(-1, k, 1).sum(-1).unfold(-2, k, 1).sum(-1).float()
 
 
 def _searched(centre: torch.Tensor, views: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
