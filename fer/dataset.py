@@ -34,6 +34,7 @@ __all__ = [
     "SPLIT_SCHEMA",
     "SUMMARY_FILE",
     "DatasetWriter",
+    "RowReader",
     "count_rows",
     "dataset_shards",
     "iter_batches",
@@ -407,6 +408,39 @@ def iter_rows(
     """Stream the rows of a dataset as dicts, in order, one record batch at a time."""
     for batch in iter_batches(path, columns, batch_size):
         yield from batch.to_pylist()
+
+
+class RowReader:
+    """Rows `start:stop` of Parquet shards, reading only the row groups they touch; keeps the
+    last row group read, since consecutive tasks share row groups."""
+
+    def __init__(self, columns: Sequence[str] | None = None) -> None:
+        self.columns = None if columns is None else list(columns)
+        self._files: dict[str, tuple[pq.ParquetFile, np.ndarray]] = {}
+        self._cached: tuple[str, int, pa.Table] | None = None
+
+    def read(self, shard: str, start: int, stop: int) -> pa.Table:
+        """Rows [start, stop) of `shard` as one table (empty when the range is)."""
+        if shard not in self._files:
+            file = pq.ParquetFile(shard)
+            sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+            self._files[shard] = file, np.cumsum([0, *sizes])
+        file, offsets = self._files[shard]
+        group = int(np.searchsorted(offsets, start, side="right")) - 1
+        parts = []
+        while group < file.num_row_groups and offsets[group] < stop:
+            if self._cached is None or self._cached[:2] != (shard, group):
+                self._cached = (shard, group, file.read_row_group(group, columns=self.columns))
+            table = self._cached[2]
+            begin = max(start, int(offsets[group])) - int(offsets[group])
+            end = min(stop, int(offsets[group + 1])) - int(offsets[group])
+            parts.append(table.slice(begin, end - begin))
+            group += 1
+        if not parts:
+            schema = file.schema_arrow
+            names = self.columns or schema.names
+            return pa.schema([schema.field(n) for n in names]).empty_table()
+        return pa.concat_tables(parts)
 
 
 def read_rejects(path: str | Path) -> pa.Table:

@@ -416,13 +416,17 @@ def test_draft_decode_finds_the_same_box_as_a_full_decode(tmp_path):
 
 
 def test_batches_stay_within_the_pixel_budget(tmp_path):
-    from fer.crop import _batch_plan, _detection_size, _RowReader
+    from fer.crop import _batch_plan, _detection_size
+    from fer.dataset import RowReader
 
     images = {f"face_{i:02d}": _astronaut_photo(side) for i, side in enumerate([64, 300, 900] * 6)}
     src = make_dataset(tmp_path / "in", images)
     settings, runtime = CropSettings(min_face_fraction=None), CropRuntime(pixel_budget=1_000_000)
-    reader = _RowReader()
-    batches = [reader.rows(task) for task in _batch_plan(src, settings, runtime)]
+    reader = RowReader()
+    batches = [
+        reader.read(t["shard"], t["start"], t["stop"]).to_pylist()
+        for t in _batch_plan(src, settings, runtime)
+    ]
     assert sum(len(b) for b in batches) == len(images)
     for batch in batches:
         pixels = sum(

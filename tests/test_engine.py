@@ -69,3 +69,36 @@ def test_a_domain_error_inside_a_ray_actor_is_one_line(tmp_path):
             progress=False,
             engine=engine,
         )
+
+
+def test_dedup_hashing_on_ray_writes_the_same_bytes(tmp_path, sample_pipeline):
+    # The sample's sources (planted copies across sources and splits) hashed in two Ray
+    # actors versus the local process pool.
+    pytest.importorskip("ray")
+    from fer.config import load_params
+    from fer.dedup import dedup_sources
+    from tests.conftest import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    names = sorted(p.name for p in (sample_pipeline / "crop").iterdir())
+    outputs = {}
+    for kind in ("local", "ray"):
+        with open_engine(kind, "", 2) as engine:
+            summary = dedup_sources(
+                {n: sample_pipeline / "crop" / n for n in names},
+                {n: sample_pipeline / "ingest" / n for n in names},
+                params.dedup,
+                tmp_path / kind,
+                progress=False,
+                engine=engine,
+            )
+        assert summary["engine"] == kind
+        outputs[kind] = {p.name: p.read_bytes() for p in (tmp_path / kind).iterdir()}
+    local, ray = outputs["local"], outputs["ray"]
+    assert set(local) == set(ray) and len(local) >= 5  # shards, rejects, galleries, summary
+    for name in local:
+        if name != "summary.json":
+            assert local[name] == ray[name], name
+    first, second = (json.loads(o["summary.json"]) for o in (local, ray))
+    assert {k for k in first if first[k] != second[k]} == {"engine"}
+    assert first["duplicate_groups"] > 0

@@ -32,7 +32,14 @@ from fer.crop.geometry import (
     synthesized_share,
     window_region,
 )
-from fer.dataset import CROP_SCHEMA, DatasetWriter, count_rows, dataset_shards, read_summary
+from fer.dataset import (
+    CROP_SCHEMA,
+    DatasetWriter,
+    RowReader,
+    count_rows,
+    dataset_shards,
+    read_summary,
+)
 from fer.device import resolve_device
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
@@ -130,43 +137,17 @@ class CropWorker:
             )
 
     def run(self, tasks: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
-        reader = _RowReader()
+        reader = RowReader()
         with ThreadPoolExecutor(worker_count(self.runtime.workers)) as pool:
-            batches = (reader.rows(task) for task in tasks)
+            batches = (
+                reader.read(task["shard"], task["start"], task["stop"]).to_pylist()
+                for task in tasks
+            )
             for items in _processed(batches, self.settings, self.runtime, self.detector, pool):
                 yield pa.Table.from_pylist(
                     [{**i.row, **i.extra, "crop_detail": i.detail} for i in items],
                     schema=_RESULT_SCHEMA,
                 )
-
-
-class _RowReader:
-    """Rows `start:stop` of a Parquet shard; keeps the last row group read, since consecutive
-    tasks share row groups."""
-
-    def __init__(self) -> None:
-        self._files: dict[str, tuple[pq.ParquetFile, np.ndarray]] = {}
-        self._cached: tuple[str, int, pa.Table] | None = None
-
-    def rows(self, task: dict[str, Any]) -> list[dict[str, Any]]:
-        shard, start, stop = task["shard"], task["start"], task["stop"]
-        if shard not in self._files:
-            file = pq.ParquetFile(shard)
-            sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
-            self._files[shard] = file, np.cumsum([0, *sizes])
-        file, offsets = self._files[shard]
-        first = int(np.searchsorted(offsets, start, side="right")) - 1
-        parts = []
-        group = first
-        while group < file.num_row_groups and offsets[group] < stop:
-            if self._cached is None or self._cached[:2] != (shard, group):
-                self._cached = (shard, group, file.read_row_group(group))
-            table = self._cached[2]
-            begin = max(start, int(offsets[group])) - int(offsets[group])
-            end = min(stop, int(offsets[group + 1])) - int(offsets[group])
-            parts.append(table.slice(begin, end - begin))
-            group += 1
-        return pa.concat_tables(parts).to_pylist() if parts else []
 
 
 class _Tally:

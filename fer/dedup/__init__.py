@@ -15,7 +15,6 @@ whose label maps to nothing are rejects.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,20 +26,23 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
+import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from fer.config import DedupParams
-from fer.dataset import DEDUP_SCHEMA, DatasetWriter, count_rows, iter_batches
+from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards, iter_batches
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
+from fer.dedup.hashwork import SUB_WINDOWS, HashWorker
 from fer.dedup.search import hamming, radius_pairs_between
-from fer.dedup.verify import VIEW_SIDE, grey_view, pair_similarity
+from fer.dedup.verify import VIEW_SIDE, pair_similarity
+from fer.engine import Engine
+from fer.engine.local import LocalEngine
 from fer.errors import FerDataError
-from fer.hashing import hash_arrays_with_mirror, hash_hex, hash_size_of, hashing_input
+from fer.hashing import hash_hex
 from fer.labels import CLASSES
-from fer.parallel import ordered_imap, worker_count
+from fer.parallel import worker_count
 
 __all__ = [
     "GALLERY",
@@ -58,12 +60,6 @@ RELATED_GALLERY = "related.png"
 _CHUNK = 512
 _PAIR_BATCH = 4096
 _HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
-_SHIFT_SIDES = (0.94, 0.89)
-_SHIFT_ANCHORS = tuple((fx, fy) for fy in (0.0, 0.5, 1.0) for fx in (0.0, 0.5, 1.0))
-_SUB_WINDOWS = len(_SHIFT_SIDES) * len(_SHIFT_ANCHORS)
-"""Sub-windows hashed per frame (sides 94 % and 89 %, on a 3 x 3 grid of positions): a copy
-re-cropped by 3-10 % matches one of them far better than the whole frame
-(`benchmarks/dedup_pairs.py`: with five 94 % windows 2.4 % of such copies were no candidate)."""
 _RECORD_COLUMNS = (
     "id",
     "source",
@@ -88,7 +84,6 @@ _META_COLUMNS = (
     "crop_box",
     "crop_window",
     "pixel_hash",
-    "image",
 )
 _UNMAPPED = object()
 
@@ -108,6 +103,7 @@ def dedup_sources(
     out_dir: str | Path,
     shard_bytes: int = 128 * 2**20,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Merge the cropped sources into `out_dir` with labels, duplicate and related groups.
 
@@ -116,7 +112,10 @@ def dedup_sources(
     candidate is decided by `fer.dedup.verify`: the same photograph (a duplicate: exact, near
     or mirror) or another photograph of the same face (related). Rows of one source with the
     same `subject` are related without a pixel comparison, unless their pixels are identical.
+    The hashing runs on `engine` (default: this process's pool of `params.workers`); every
+    engine gives the same bytes.
     """
+    engine = engine or LocalEngine()
     names = sorted(crop_dirs)
     missing = [n for n in names if n not in params.label_maps]
     if missing:
@@ -126,7 +125,7 @@ def dedup_sources(
     bits = params.hash_size**2
     with tempfile.TemporaryDirectory(prefix="fer-dedup-") as scratch:
         meta, words, pictures, rejects = _first_pass(
-            crop_dirs, ingest_dirs, names, params, Path(scratch), progress
+            crop_dirs, ingest_dirs, names, params, Path(scratch), progress, engine
         )
         candidates, mirrored = candidate_pairs(words, params, bits)
         decided = decide_pairs(meta, candidates, mirrored, pictures, params)
@@ -149,6 +148,7 @@ def dedup_sources(
         summary_fields={
             "stage": "dedup",
             "sources": names,
+            "engine": engine.name,
             "hash": params.hash,
             "hash_bits": bits,
             "radius_frame": params.radius_frame,
@@ -184,7 +184,7 @@ def candidate_pairs(
     and mirrored face.
     """
     frames, faces = words["frame"], words["face"]
-    n, variants = len(frames), _SUB_WINDOWS
+    n, variants = len(frames), SUB_WINDOWS
     threads = worker_count(params.workers)
     frame_radius = max(params.radius_frame, params.radius_both)
     face_radius = max(params.radius_face, params.radius_both)
@@ -268,57 +268,6 @@ def _unordered(first: np.ndarray, second: np.ndarray, mirror: np.ndarray) -> np.
     return np.stack([low, high, mirror[keep].astype(np.int64)], axis=1).reshape(-1, 3)
 
 
-def _frames(folder: str | Path) -> Iterator[tuple[str, bytes]]:
-    for batch in iter_batches(folder, ["id", "image"]):
-        images = pc.struct_field(batch.column("image"), "bytes").to_pylist()
-        yield from zip(batch.column("id").to_pylist(), images, strict=True)
-
-
-def _hash_chunk(
-    chunk: list[tuple[bytes, bytes, float]], method: str, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hash words and verification views of a chunk of (frame, face, face view) rows.
-
-    Words: (n, 2, 2 + _SUB_WINDOWS, words) uint64, direct then mirrored, of the frame,
-    the face view and the frame's shifted sub-windows. Views: (n, 2, VIEW_SIDE, VIEW_SIDE)
-    uint8, face then frame. Each image is decoded once, here in a worker.
-    """
-    width, height = hash_size_of(method, size)
-    inputs = np.empty((len(chunk), 2 + _SUB_WINDOWS, height, width), np.uint8)
-    views = np.empty((len(chunk), 2, VIEW_SIDE, VIEW_SIDE), np.uint8)
-    for k, (frame, face, view) in enumerate(chunk):
-        with Image.open(io.BytesIO(frame)) as decoded:
-            grey = decoded.convert("L")
-        inputs[k, 0] = hashing_input(grey, method, size)
-        inputs[k, 2:] = _sub_windows(grey, width, height)
-        views[k, 1] = grey_view(grey)
-        if face == frame and view >= 1.0:  # a crop of the whole frame is often the same file
-            inputs[k, 1], views[k, 0] = inputs[k, 0], views[k, 1]
-            continue
-        if face != frame:
-            with Image.open(io.BytesIO(face)) as decoded:
-                grey = decoded.convert("L")
-        inputs[k, 1] = hashing_input(grey, method, size, view)
-        views[k, 0] = grey_view(grey, view)
-    words = np.stack(hash_arrays_with_mirror(inputs.reshape(-1, height, width), method, size))
-    return words.reshape(2, len(chunk), inputs.shape[1], -1).swapaxes(0, 1), views
-
-
-def _sub_windows(grey: Image.Image, width: int, height: int) -> np.ndarray:
-    """The hash inputs of every sub-window: one resize per scale to a canvas 1/scale larger,
-    each window then an exact crop of it."""
-    out = np.empty((_SUB_WINDOWS, height, width), np.uint8)
-    k = 0
-    for side in _SHIFT_SIDES:
-        wide_w, wide_h = round(width / side), round(height / side)
-        wide = np.asarray(grey.resize((wide_w, wide_h), Image.Resampling.LANCZOS))
-        for fx, fy in _SHIFT_ANCHORS:
-            left, top = round((wide_w - width) * fx), round((wide_h - height) * fy)
-            out[k] = wide[top : top + height, left : left + width]
-            k += 1
-    return out
-
-
 def _first_pass(
     crop_dirs: Mapping[str, str | Path],
     ingest_dirs: Mapping[str, str | Path],
@@ -326,17 +275,28 @@ def _first_pass(
     params: DedupParams,
     scratch: Path,
     progress: bool,
+    engine: Engine,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray, dict[str, tuple[str, str]]]:
-    """Metadata, the hash words of every view and the verification views, streamed: image
-    bytes live for one chunk only, the views are appended to a file in `scratch` (the page
-    cache holds them, not this process) and read back memory-mapped, and the metadata is kept
-    as Arrow columns (a few dozen bytes per row)."""
+    """Metadata, the hash words of every view and the verification views, streamed: the
+    hashing runs as engine tasks that read the image bytes themselves, the views are appended
+    to a file in `scratch` (the page cache holds them, not this process) and read back
+    memory-mapped, and the metadata is kept as Arrow columns (a few dozen bytes per row)."""
     columns: dict[str, list[Any]] = {c: [] for c in _RECORD_COLUMNS}
     rejects: dict[str, tuple[str, str]] = {}
-    total = sum(count_rows(crop_dirs[name]) for name in names)
-    width = max(1, params.hash_size**2 // 64)
-    words = np.zeros((total, 2, 2 + _SUB_WINDOWS, width), np.uint64)
-    work = partial(_hash_chunk, method=params.hash, size=params.hash_size)
+    tasks = [
+        task
+        for name in names
+        for task in _hash_tasks(
+            name, crop_dirs[name], ingest_dirs[name], params.label_maps[name], columns, rejects
+        )
+    ]
+    meta = pa.table(
+        {c: pa.concat_arrays(v) if v else pa.array([], pa.string()) for c, v in columns.items()}
+    )
+    total, width = meta.num_rows, max(1, params.hash_size**2 // 64)
+    words = np.zeros((total, 2, 2 + SUB_WINDOWS, width), np.uint64)
+    processes = worker_count(params.workers) if engine.in_process else 1
+    factory = partial(HashWorker, params.hash, params.hash_size, params.hash_margin, processes)
     views_file = scratch / "views.u8"
     filled = 0
     with (
@@ -345,116 +305,126 @@ def _first_pass(
         ) as bar,
         open(views_file, "wb") as out,
     ):
-        chunks = _hash_work(crop_dirs, ingest_dirs, names, params, columns, rejects, bar)
-        for chunk_words, views in ordered_imap(work, chunks, params.workers):
-            words[filled : filled + len(views)] = chunk_words
-            filled += len(views)
-            out.write(views.tobytes())
+        for table in engine.map_tasks(factory, tasks):
+            rows = table.num_rows
+            if not table.column("id").equals(meta.column("id").slice(filled, rows)):
+                raise FerDataError(f"dedup: engine {engine.name!r} returned rows out of order")
+            words[filled : filled + rows] = _fixed_array(table.column("words"), np.uint64).reshape(
+                rows, *words.shape[1:]
+            )
+            out.write(_fixed_array(table.column("views"), np.uint8).tobytes())
+            filled += rows
+            bar.update(rows)
     shape = (filled, 2, VIEW_SIDE, VIEW_SIDE)
     pictures = (
         np.memmap(views_file, dtype=np.uint8, mode="r", shape=shape)
         if filled
         else np.zeros(shape, np.uint8)
     )
-    meta = pa.table(
-        {c: pa.concat_arrays(v) if v else pa.array([], pa.string()) for c, v in columns.items()}
-    ).to_pandas()
-    words = words[:filled]
     stacked = {
         "frame": words[:, 0, 0],
         "frame_mirror": words[:, 1, 0],
         "face": words[:, 0, 1],
         "face_mirror": words[:, 1, 1],
-        # Row-major: row i's sub-windows are rows i * _SUB_WINDOWS + s.
+        # Row-major: row i's sub-windows are rows i * SUB_WINDOWS + s.
         "shifted": words[:, 0, 2:].reshape(-1, width),
         "shifted_mirror": words[:, 1, 2:].reshape(-1, width),
     }
-    return meta, stacked, pictures, rejects
+    return meta.to_pandas(), stacked, pictures, rejects
 
 
-def _hash_work(
-    crop_dirs: Mapping[str, str | Path],
-    ingest_dirs: Mapping[str, str | Path],
-    names: list[str],
-    params: DedupParams,
+def _fixed_array(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
+    """The values of a fixed-size binary column as one flat array of `dtype`."""
+    array = column.combine_chunks()
+    size = array.type.byte_width
+    data = np.frombuffer(array.buffers()[1], np.uint8)
+    return data[array.offset * size : (array.offset + len(array)) * size].view(dtype)
+
+
+def _hash_tasks(
+    name: str,
+    crop_dir: str | Path,
+    ingest_dir: str | Path,
+    label_map: Mapping[str, str | None],
     columns: dict[str, list[Any]],
     rejects: dict[str, tuple[str, str]],
-    bar: tqdm,
-) -> Iterator[list[tuple[bytes, bytes, float]]]:
-    """Chunks of (frame, face, face view) to hash; appends each chunk's metadata to `columns`
-    (Arrow arrays, in order) and fills `rejects`."""
-    for name in names:
-        label_map = params.label_maps[name]
-        originals = _frames(ingest_dirs[name])
-        for batch in iter_batches(crop_dirs[name], _META_COLUMNS, batch_size=_CHUNK):
+) -> Iterator[dict[str, Any]]:
+    """One hashing task per chunk of a crop shard (`fer.dedup.hashwork`); appends each chunk's
+    metadata to `columns` (Arrow arrays, in order) and fills `rejects`. Reads no images."""
+    frames = _frame_positions(ingest_dir)
+    for shard in dataset_shards(crop_dir):
+        start = 0
+        for batch in pq.ParquetFile(shard).iter_batches(_CHUNK, columns=list(_META_COLUMNS)):
             ids = batch.column("id").to_pylist()
             source_labels = batch.column("source_label").to_pylist()
-            faces = pc.struct_field(batch.column("image"), "bytes").to_pylist()
-            hash_views = _hash_views(batch, params.hash_margin)
-            items, kept, labels = [], [], []
+            skip, kept, labels, spans = [], [], [], []
             for k, row_id in enumerate(ids):
                 label = map_label(source_labels[k], label_map)
                 if label is None or label is _UNMAPPED:
                     rejects[row_id] = _label_reject(name, source_labels[k], label)
+                    skip.append(k)
                     continue
-                frame = _frame_of(originals, row_id, ingest_dirs[name])
-                items.append((frame, faces[k], hash_views[k]))
+                frame_shard, row = _frame_position(frames, row_id, ingest_dir)
+                if spans and spans[-1][0] == frame_shard:
+                    spans[-1][2] = row + 1
+                else:
+                    spans.append([frame_shard, row, row + 1])
                 kept.append(k)
                 labels.append(label)
-            bar.update(batch.num_rows)
-            if not items:
-                continue
-            rows = batch.take(pa.array(kept))
-            area = pc.multiply(
-                rows.column("original_width").cast(pa.int64()),
-                rows.column("original_height").cast(pa.int64()),
-            )
-            for column, values in (
-                ("id", rows.column("id")),
-                ("source", rows.column("source")),
-                ("label", pa.array(labels, pa.string())),
-                ("source_split", rows.column("source_split")),
-                ("subject", rows.column("subject")),
-                ("pixel_hash", rows.column("pixel_hash")),
-                ("area", area),
-                ("score", pc.fill_null(rows.column("crop_score").cast(pa.float64()), -1.0)),
-            ):
-                columns[column].append(values)
-            yield items
+            stop, start = start + batch.num_rows, start
+            if kept:
+                _append_meta(columns, batch.take(pa.array(kept)), labels)
+                yield {
+                    "crop": str(Path(shard).resolve()),
+                    "start": start,
+                    "stop": stop,
+                    "skip": skip,
+                    "frames": spans,
+                }
+            start = stop
+
+
+def _append_meta(columns: dict[str, list[Any]], rows: pa.RecordBatch, labels: list[str]) -> None:
+    area = pc.multiply(
+        rows.column("original_width").cast(pa.int64()),
+        rows.column("original_height").cast(pa.int64()),
+    )
+    for column, values in (
+        ("id", rows.column("id")),
+        ("source", rows.column("source")),
+        ("label", pa.array(labels, pa.string())),
+        ("source_split", rows.column("source_split")),
+        ("subject", rows.column("subject")),
+        ("pixel_hash", rows.column("pixel_hash")),
+        ("area", area),
+        ("score", pc.fill_null(rows.column("crop_score").cast(pa.float64()), -1.0)),
+    ):
+        columns[column].append(values)
+
+
+def _frame_positions(folder: str | Path) -> Iterator[tuple[str, int, str]]:
+    """(shard, row, id) of every ingest row, in order."""
+    for shard in dataset_shards(folder):
+        ids = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
+        path = str(Path(shard).resolve())
+        for row, row_id in enumerate(ids):
+            yield path, row, row_id
+
+
+def _frame_position(
+    frames: Iterator[tuple[str, int, str]], row_id: str, folder: str | Path
+) -> tuple[str, int]:
+    # Both datasets are sorted by id and the crop stage only ever drops rows.
+    for shard, row, frame_id in frames:
+        if frame_id == row_id:
+            return shard, row
+    raise FerDataError(f"{folder}: has no row {row_id!r}; re-run the ingest and crop stages")
 
 
 def _label_reject(name: str, source_label: str, label: Any) -> tuple[str, str]:
     if label is None:
         return "dropped_label", f"label_maps.{name} drops {source_label!r}"
     return "unmapped_label", f"label_maps.{name} has no entry for {source_label!r}"
-
-
-def _frame_of(originals: Iterator[tuple[str, bytes]], row_id: str, folder: str | Path) -> bytes:
-    # Both datasets are sorted by id and the crop stage only ever drops rows.
-    for original_id, data in originals:
-        if original_id == row_id:
-            return data
-    raise FerDataError(f"{folder}: has no row {row_id!r}; re-run the ingest and crop stages")
-
-
-def _hash_views(batch: pa.RecordBatch, margin: float) -> list[float]:
-    """The face box grown by `margin` as a fraction of the crop window, per row (1: all)."""
-    box, window = batch.column("crop_box"), batch.column("crop_window")
-    if box.null_count == len(box) or window.null_count == len(window):
-        return [1.0] * len(box)
-    side = pc.struct_field(window, "side").to_numpy(zero_copy_only=False).astype(np.float64)
-    width = pc.struct_field(box, "w").to_numpy(zero_copy_only=False).astype(np.float64)
-    height = pc.struct_field(box, "h").to_numpy(zero_copy_only=False).astype(np.float64)
-    missing = (
-        box.is_null().to_numpy(zero_copy_only=False)
-        | window.is_null().to_numpy(zero_copy_only=False)
-        | ~(side > 0)
-        | np.isnan(width)
-        | np.isnan(height)
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        view = np.minimum(1.0, np.maximum(width, height) / side * (1 + 2 * margin))
-    return np.where(missing, 1.0, view).tolist()
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class Engine(ABC):
     """Runs `worker.run` over tasks; results come back in task order."""
 
     name: ClassVar[str]
+    in_process: ClassVar[bool] = False
+    """Workers run in this process, so a worker may use the machine's cores itself."""
 
     def __init__(self, address: str = "", workers: int = 0) -> None:
         self.address, self.workers = address, workers

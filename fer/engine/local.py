@@ -13,6 +13,7 @@ __all__ = ["LocalEngine"]
 
 class LocalEngine(Engine):
     name = "local"
+    in_process = True
 
     def map_tasks(
         self, factory: Callable[[], BatchWorker], tasks: Sequence[Task], gpu: bool = False
