@@ -28,6 +28,7 @@ __all__ = [
     "hash_image_bytes",
     "hash_size_of",
     "hashing_input",
+    "view_crop",
 ]
 
 _PHASH_FACTOR = 4  # imagehash's highfreq_factor
@@ -110,12 +111,18 @@ def hash_size_of(method: str, hash_size: int) -> tuple[int, int]:
     return HASH_METHODS[method].input_size(hash_size)
 
 
+def view_crop(image: Image.Image, view: float) -> Image.Image:
+    """The centred square of `view` times the shorter side (the image itself for view >= 1)."""
+    if view >= 1.0:
+        return image
+    side = max(1.0, min(image.width, image.height) * view)
+    left, top = (image.width - side) / 2, (image.height - side) / 2
+    return image.crop((round(left), round(top), round(left + side), round(top + side)))
+
+
 def hashing_input(image: Image.Image, method: str, hash_size: int, view: float = 1.0) -> np.ndarray:
     """The small grayscale array a hash is computed from; `view` < 1 keeps a centred square."""
-    if view < 1.0:
-        side = max(1.0, min(image.width, image.height) * view)
-        left, top = (image.width - side) / 2, (image.height - side) / 2
-        image = image.crop((round(left), round(top), round(left + side), round(top + side)))
+    image = view_crop(image, view)
     resized = image.convert("L").resize(hash_size_of(method, hash_size), Image.Resampling.LANCZOS)
     return np.asarray(resized)
 

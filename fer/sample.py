@@ -334,12 +334,13 @@ def _affectnet_files(
     ]
     for folder, payload, ext, note in normalised:
         truth["normalised"].append({"id": add(folder, payload, ext), "note": note})
-    # The same face in other encodings is a duplicate group too (all but the RGBA one: its
-    # transparent corners composite to white, which changes a fifth of the picture).
+    # The same face in other encodings is a duplicate group too, the RGBA one included: its
+    # transparent corners composite to white, a fifth of the frame, but its face view is the
+    # same and matches a sub-window of the others' face views.
     truth["duplicates"].append(
         {
             "kind": "near",
-            "ids": [n["id"] for n in truth["normalised"] if n["note"] != "mode_RGBA_to_RGB"],
+            "ids": [n["id"] for n in truth["normalised"]],
             "cross_source": False,
             "same_label": False,
         }

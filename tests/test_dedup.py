@@ -155,6 +155,32 @@ def test_search_edge_cases():
     assert len(radius_pairs(same, 0, 64)) == 10
 
 
+def test_a_face_view_inside_another_face_view_is_a_candidate():
+    # A photo and a tight crop of its face, cut by boxes a pixel apart: whole face views far
+    # apart in pHash, one face view equal to a sub-window of the other's. Known answer on
+    # random words (unrelated 64-bit words are ~32 bits apart: no other candidate).
+    from fer.dedup import candidate_pairs
+    from fer.dedup.hashwork import SUB_WINDOWS
+
+    rng = np.random.default_rng(3)
+
+    def random_words(rows):
+        return rng.integers(0, 2**63, size=(rows, 1), dtype=np.int64).astype(np.uint64)
+
+    n = 5
+    words = {k: random_words(n) for k in ("frame", "frame_mirror", "face", "face_mirror")}
+    for key in ("shifted", "shifted_mirror", "face_shifted", "face_shifted_mirror"):
+        words[key] = random_words(n * SUB_WINDOWS)
+    words["face_shifted"][0 * SUB_WINDOWS + 5] = words["face"][2]
+    words["face_shifted_mirror"][1 * SUB_WINDOWS + 7] = words["face"][4]
+    pairs, mirrored = candidate_pairs(words, DedupParams(workers=1), 64)
+    assert pairs.tolist() == [[0, 2], [1, 4]] and mirrored.tolist() == [False, True]
+    del words["face_shifted"], words["face_shifted_mirror"]
+    words["face_shifted"] = random_words(n * SUB_WINDOWS)
+    words["face_shifted_mirror"] = random_words(n * SUB_WINDOWS)
+    assert len(candidate_pairs(words, DedupParams(workers=1), 64)[0]) == 0
+
+
 # Groups -----------------------------------------------------------------------------------
 
 

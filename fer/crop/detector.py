@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.nn.functional import affine_grid, grid_sample, interpolate
+from torch.nn.functional import affine_grid, avg_pool2d, grid_sample, interpolate
 from torchvision.ops import nms, roi_align
 
 __all__ = ["Detections", "FaceDetector"]
@@ -83,11 +83,12 @@ class FaceDetector:
         batch = torch.as_tensor(images, device=self.device)
         batch = batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
         with self._single_threaded():
-            boxes, image_inds = self._stage_one(batch, min_face_size or self.min_face_size)
+            levels = _Levels(batch)
+            boxes, image_inds = self._stage_one(levels, min_face_size or self.min_face_size)
             if len(boxes):
-                boxes, image_inds = self._stage_two(batch, boxes, image_inds)
+                boxes, image_inds = self._stage_two(levels, boxes, image_inds)
             if len(boxes):
-                return self._stage_three(batch, boxes, image_inds)
+                return self._stage_three(levels, boxes, image_inds)
         return Detections(
             np.zeros(0, np.int64),
             np.zeros((0, 4), np.float32),
@@ -110,7 +111,7 @@ class FaceDetector:
         candidates = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device)
         inds = torch.arange(len(images), device=self.device)
         with self._single_threaded():
-            crops, valid = self._crops(batch, candidates, inds, 48)
+            crops, valid = self._crops(_Levels(batch), candidates, inds, 48)
             scores = np.zeros(len(images), np.float32)
             if not len(crops):
                 return scores
@@ -163,15 +164,19 @@ class FaceDetector:
         return scales
 
     def _stage_one(
-        self, batch: torch.Tensor, min_face_size: float
+        self, levels: _Levels, min_face_size: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
 
-        height, width = batch.shape[2:]
+        height, width = levels.shape[2:]
         all_boxes, all_inds = [], []
         for scale in self._scales(height, width, min_face_size):
             size = (int(height * scale + 1), int(width * scale + 1))
             step = max(1, _PNET_PIXELS // (size[0] * size[1]))
+            # Area-resized from the finest 2^-k level at least this size: the same average
+            # over the same pixels (up to the level's grid), a fraction of the reads.
+            coarse = levels.coarsest_above(size)
+            batch = levels.original if coarse == 0 else levels.level(coarse)
 
             def pnet(part: torch.Tensor, size: tuple[int, int] = size) -> tuple[torch.Tensor, ...]:
                 resized = (interpolate(part, size=size, mode="area") - 127.5) * 0.0078125
@@ -208,10 +213,10 @@ class FaceDetector:
         return rerec(refined), inds
 
     def _crops(
-        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor, side: int
+        self, levels: _Levels, boxes: torch.Tensor, inds: torch.Tensor, side: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised side x side crops of each box, clipped to the image as the reference does."""
-        height, width = batch.shape[2:]
+        height, width = levels.shape[2:]
         # The reference's `pad`: truncate, then clip to 1-based [1, w] x [1, h].
         truncated = boxes[:, :4].trunc()
         x1 = truncated[:, 0].clamp(min=1) - 1
@@ -219,14 +224,30 @@ class FaceDetector:
         x2 = truncated[:, 2].clamp(max=width)
         y2 = truncated[:, 3].clamp(max=height)
         valid = (x2 > x1) & (y2 > y1)
-        rois = torch.stack([inds.to(batch.dtype), x1, y1, x2, y2], dim=1)[valid]
-        crops = self._roi_align(batch.contiguous(), rois, side)
+        rois = torch.stack([inds.to(torch.float32), x1, y1, x2, y2], dim=1)[valid]
+        crops = self._roi_align(levels, rois, side)
         crops = (crops - 127.5) * 0.0078125
         return crops.contiguous(memory_format=torch.channels_last), valid
 
-    def _roi_align(self, batch: torch.Tensor, rois: torch.Tensor, side: int) -> torch.Tensor:
+    def _roi_align(self, levels: _Levels, rois: torch.Tensor, side: int) -> torch.Tensor:
+        """roi_align averages ceil(box / side)^2 samples per output pixel, so a large box costs
+        its area: a box at least 2^(k+1) times the output is read from the 2^-k level instead
+        (each of its pixels already the mean of 2^k x 2^k), at a 4^k-th of the cost."""
+        extent = torch.maximum(rois[:, 3] - rois[:, 1], rois[:, 4] - rois[:, 2])
+        ratio = (extent / (2 * side)).clamp(min=1)
+        chosen = torch.floor(torch.log2(ratio)).long().clamp(max=levels.deepest(side))
+        out = torch.empty((len(rois), levels.shape[1], side, side), device=rois.device)
+        for k in torch.unique(chosen).tolist():
+            where = torch.nonzero(chosen == k).flatten()
+            part = rois[where]
+            if k:
+                part = torch.cat([part[:, :1], part[:, 1:] / 2**k], dim=1)
+            out[where] = self._roi_align_level(levels.level(k), part, side)
+        return out
+
+    def _roi_align_level(self, image: torch.Tensor, rois: torch.Tensor, side: int) -> torch.Tensor:
         def align(part: torch.Tensor) -> torch.Tensor:
-            return roi_align(batch, part, (side, side), 1.0, sampling_ratio=-1, aligned=True)
+            return roi_align(image, part, (side, side), 1.0, sampling_ratio=-1, aligned=True)
 
         # torchvision's CPU roi_align uses one thread; split the boxes across the cores.
         if self.device.type != "cpu" or len(rois) <= _ROI_PART:
@@ -234,11 +255,11 @@ class FaceDetector:
         return torch.cat(self._map(align, list(torch.split(rois, _ROI_PART))))
 
     def _stage_two(
-        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor
+        self, levels: _Levels, boxes: torch.Tensor, inds: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         from facenet_pytorch.models.utils.detect_face import bbreg, rerec
 
-        crops, valid = self._crops(batch, boxes, inds, 24)
+        crops, valid = self._crops(levels, boxes, inds, 24)
         boxes, inds = boxes[valid], inds[valid]
         reg, probs = self._chunked(self.rnet, crops, 256)
         score = probs[:, 1]
@@ -250,11 +271,11 @@ class FaceDetector:
         return rerec(bbreg(boxes, reg)), inds
 
     def _stage_three(
-        self, batch: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor
+        self, levels: _Levels, boxes: torch.Tensor, inds: torch.Tensor
     ) -> Detections:
         from facenet_pytorch.models.utils.detect_face import bbreg
 
-        crops, valid = self._crops(batch, boxes, inds, 48)
+        crops, valid = self._crops(levels, boxes, inds, 48)
         boxes, inds = boxes[valid], inds[valid]
         reg, points, probs = self._chunked(self.onet, crops, 64)
         score = probs[:, 1]
@@ -281,6 +302,28 @@ class FaceDetector:
             boxes[:, 4].cpu().numpy().astype(np.float32),
             landmarks.cpu().numpy().astype(np.float32),
         )
+
+
+class _Levels:
+    """A batch (n, 3, h, w) and its 2x2-mean levels, each made once, when first asked for."""
+
+    def __init__(self, batch: torch.Tensor) -> None:
+        self.shape, self.original = batch.shape, batch
+        self._levels = [batch.contiguous()]  # roi_align reads channels-first
+
+    def level(self, k: int) -> torch.Tensor:
+        while len(self._levels) <= k:
+            self._levels.append(avg_pool2d(self._levels[-1], 2, ceil_mode=True))
+        return self._levels[k]
+
+    def deepest(self, side: int) -> int:
+        """The coarsest level still at least `side` pixels on its shorter side."""
+        return max(0, int(math.floor(math.log2(max(1.0, min(self.shape[2:]) / side)))))
+
+    def coarsest_above(self, size: tuple[int, int]) -> int:
+        """The coarsest level at least `size` (h, w)."""
+        ratio = min(self.shape[2] / size[0], self.shape[3] / size[1])
+        return max(0, int(math.floor(math.log2(max(1.0, ratio)))))
 
 
 def _rotated(crops: torch.Tensor, angles: Sequence[float]) -> torch.Tensor:

@@ -178,54 +178,54 @@ def candidate_pairs(
 
     A pair is a candidate when its frame hashes are within `radius_frame`, or its face hashes
     within `radius_face`, or both within `radius_both`; or when one frame is within
-    `radius_frame` of a shifted sub-window of the other. A mirrored candidate compares i's
-    views with j's mirrored views; a pair can be both. Two searches do all of it: each frame
-    against every frame, mirrored frame and sub-window at once, each face against every face
-    and mirrored face.
+    `radius_frame` of a shifted sub-window of the other's frame, or one face view within
+    `radius_face` of a sub-window of the other's frame or face view (a photo and a crop of its
+    face, cut by boxes a pixel apart). A mirrored candidate compares i's views with j's
+    mirrored views; a pair can be both.
     """
     frames, faces = words["frame"], words["face"]
-    n, variants = len(frames), SUB_WINDOWS
+    n, variants, width = len(frames), SUB_WINDOWS, frames.shape[1]
     threads = worker_count(params.workers)
     frame_radius = max(params.radius_frame, params.radius_both)
     face_radius = max(params.radius_face, params.radius_both)
-    # Frame index: rows [0, n) frames, [n, 2n) mirrored frames, then the sub-windows; searched
-    # in three parts, so the search's working memory follows 18n hashes, not 38n.
-    parts = [
-        np.concatenate([frames, words["frame_mirror"]]),
-        words["shifted"],
-        words["shifted_mirror"],
-    ]
-    offsets = np.cumsum([0, *(len(part) for part in parts[:-1])])
-    found, within = [], []
-    for k, (part, offset) in enumerate(zip(parts, offsets, strict=True)):
-        hits = radius_pairs_between(frames, part, frame_radius, bits, threads=threads)
-        # Sub-window matches need their own radius only.
-        within.append(
-            hamming(frames[hits[:, 0]], part[hits[:, 1]]) <= params.radius_frame
-            if k
-            else np.ones(len(hits), bool)
-        )
-        found.append(hits + np.array([0, offset]))
-    found = np.concatenate(found)
-    query, position = found[:, 0], found[:, 1]
-    kind = np.searchsorted(np.array([n, 2 * n, (2 + variants) * n]), position, side="right")
-    other = np.choose(
-        kind,
-        [
-            position,
-            position - n,
-            (position - 2 * n) // variants,
-            (position - (2 + variants) * n) // variants,
-        ],
-    )
-    mirror = (kind == 1) | (kind == 3)
-    shifted = kind >= 2
-    sub = shifted & np.concatenate(within)
-    shifted_pairs = _unordered(query[sub], other[sub], mirror[sub])
-    # Whole-view matches: union of frame and face hits, then the three-radius rule. A row
-    # whose face hash is its frame hash (a tight crop) needs no face query of its own: its
-    # face pairs with such rows are frame pairs, and the other rows' queries find the rest.
+    # A row whose face hash is its frame hash (a tight crop) needs no face query of its own:
+    # its face pairs with such rows are frame pairs, and the other rows' queries find the rest.
     own_face = np.flatnonzero((faces != frames).any(axis=1))
+    hits = radius_pairs_between(
+        frames, np.concatenate([frames, words["frame_mirror"]]), frame_radius, bits, threads=threads
+    )
+    query, other, mirror = hits[:, 0], hits[:, 1] % max(n, 1), hits[:, 1] >= n
+    # Re-crops: each frame (within radius_frame) and each own face view (within radius_face)
+    # against every frame's sub-windows, direct and mirrored; each face against the own face
+    # views' sub-windows. The index is searched a part at a time (18n hashes each).
+    queries = np.concatenate([frames, faces[own_face]])
+    query_rows = np.concatenate([np.arange(n), own_face])
+    query_radius = np.concatenate(
+        [np.full(n, params.radius_frame), np.full(len(own_face), params.radius_face)]
+    )
+    own_subs = np.repeat(own_face * variants, variants) + np.tile(
+        np.arange(variants), len(own_face)
+    )
+    shifted = []
+    for key, flipped in (("shifted", False), ("shifted_mirror", True)):
+        index = words[key]
+        found = radius_pairs_between(
+            queries, index, int(query_radius.max(initial=0)), bits, threads=threads
+        )
+        close = hamming(queries[found[:, 0]], index[found[:, 1]]) <= query_radius[found[:, 0]]
+        found = found[close]
+        shifted.append(
+            _unordered(
+                query_rows[found[:, 0]], found[:, 1] // variants, np.full(len(found), flipped)
+            )
+        )
+        index = words[f"face_{key}"].reshape(-1, width)[own_subs]
+        found = radius_pairs_between(faces, index, params.radius_face, bits, threads=threads)
+        shifted.append(
+            _unordered(found[:, 0], own_face[found[:, 1] // variants], np.full(len(found), flipped))
+        )
+    shifted_pairs = np.concatenate(shifted)
+    # Whole-view matches: union of frame and face hits, then the three-radius rule.
     face_found = radius_pairs_between(
         faces[own_face],
         np.concatenate([faces, words["face_mirror"]]),
@@ -236,7 +236,7 @@ def candidate_pairs(
     face_found[:, 0] = own_face[face_found[:, 0]]
     whole = np.concatenate(
         [
-            np.stack([query, other, mirror], axis=1)[~shifted],
+            np.stack([query, other, mirror], axis=1),
             np.stack(
                 [face_found[:, 0], face_found[:, 1] % max(n, 1), face_found[:, 1] >= n], axis=1
             ),
@@ -294,7 +294,7 @@ def _first_pass(
         {c: pa.concat_arrays(v) if v else pa.array([], pa.string()) for c, v in columns.items()}
     )
     total, width = meta.num_rows, max(1, params.hash_size**2 // 64)
-    words = np.zeros((total, 2, 2 + SUB_WINDOWS, width), np.uint64)
+    words = np.zeros((total, 2, 2 + 2 * SUB_WINDOWS, width), np.uint64)
     processes = worker_count(params.workers) if engine.in_process else 1
     factory = partial(HashWorker, params.hash, params.hash_size, params.hash_margin, processes)
     views_file = scratch / "views.u8"
@@ -327,8 +327,10 @@ def _first_pass(
         "face": words[:, 0, 1],
         "face_mirror": words[:, 1, 1],
         # Row-major: row i's sub-windows are rows i * SUB_WINDOWS + s.
-        "shifted": words[:, 0, 2:].reshape(-1, width),
-        "shifted_mirror": words[:, 1, 2:].reshape(-1, width),
+        "shifted": words[:, 0, 2 : 2 + SUB_WINDOWS].reshape(-1, width),
+        "shifted_mirror": words[:, 1, 2 : 2 + SUB_WINDOWS].reshape(-1, width),
+        "face_shifted": words[:, 0, 2 + SUB_WINDOWS :].reshape(-1, width),
+        "face_shifted_mirror": words[:, 1, 2 + SUB_WINDOWS :].reshape(-1, width),
     }
     return meta.to_pandas(), stacked, pictures, rejects
 

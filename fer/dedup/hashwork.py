@@ -23,7 +23,7 @@ from PIL import Image
 from fer.dataset import RowReader
 from fer.dedup.verify import VIEW_SIDE, grey_view
 from fer.errors import FerDataError
-from fer.hashing import hash_arrays_with_mirror, hash_size_of, hashing_input
+from fer.hashing import hash_arrays_with_mirror, hash_size_of, hashing_input, view_crop
 from fer.parallel import ordered_imap
 
 __all__ = ["SUB_WINDOWS", "HashWorker"]
@@ -60,8 +60,9 @@ class HashWorker:
 def hash_task(
     task: dict[str, Any], method: str, size: int, margin: float
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, words, views) of one task's rows: words (n, 2, 2 + SUB_WINDOWS, w) uint64, direct
-    then mirrored; views (n, 2, VIEW_SIDE, VIEW_SIDE) uint8, face then frame."""
+    """(ids, words, views) of one task's rows: words (n, 2, 2 + 2 * SUB_WINDOWS, w) uint64,
+    direct then mirrored, of the frame, the face view, the frame's sub-windows and the face
+    view's; views (n, 2, VIEW_SIDE, VIEW_SIDE) uint8, face then frame."""
     crop = _reader("crop").read(task["crop"], task["start"], task["stop"])
     if task["skip"]:
         keep = np.ones(crop.num_rows, bool)
@@ -114,21 +115,25 @@ def _hash_chunk(
     """Hash words and verification views of (frame, face, face view) rows; each image is
     decoded once."""
     width, height = hash_size_of(method, size)
-    inputs = np.empty((len(chunk), 2 + SUB_WINDOWS, height, width), np.uint8)
+    inputs = np.empty((len(chunk), 2 + 2 * SUB_WINDOWS, height, width), np.uint8)
     views = np.empty((len(chunk), 2, VIEW_SIDE, VIEW_SIDE), np.uint8)
+    frame_subs, face_subs = slice(2, 2 + SUB_WINDOWS), slice(2 + SUB_WINDOWS, None)
     for k, (frame, face, view) in enumerate(chunk):
         with Image.open(io.BytesIO(frame)) as decoded:
             grey = decoded.convert("L")
         inputs[k, 0] = hashing_input(grey, method, size)
-        inputs[k, 2:] = _sub_windows(grey, width, height)
+        inputs[k, frame_subs] = _sub_windows(grey, width, height)
         views[k, 1] = grey_view(grey)
         if face == frame and view >= 1.0:  # a crop of the whole frame is often the same file
             inputs[k, 1], views[k, 0] = inputs[k, 0], views[k, 1]
+            inputs[k, face_subs] = inputs[k, frame_subs]
             continue
         if face != frame:
             with Image.open(io.BytesIO(face)) as decoded:
                 grey = decoded.convert("L")
-        inputs[k, 1] = hashing_input(grey, method, size, view)
+        viewed = view_crop(grey, view)
+        inputs[k, 1] = hashing_input(viewed, method, size)
+        inputs[k, face_subs] = _sub_windows(viewed, width, height)
         views[k, 0] = grey_view(grey, view)
     words = np.stack(hash_arrays_with_mirror(inputs.reshape(-1, height, width), method, size))
     return words.reshape(2, len(chunk), inputs.shape[1], -1).swapaxes(0, 1), views
