@@ -58,7 +58,7 @@ __all__ = [
 GALLERY = "duplicates.png"
 RELATED_GALLERY = "related.png"
 _CHUNK = 512
-_PAIR_BATCH = 4096
+_PAIR_BATCH = 1024
 _HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
 _RECORD_COLUMNS = (
     "id",
