@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["resolve_device"]
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["resolve_device", "torch_threads"]
 
 
 def resolve_device(name: str, key: str = "device") -> str:
@@ -16,3 +19,17 @@ def resolve_device(name: str, key: str = "device") -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise FerDataError(f"params.yaml: {key} is cuda but no CUDA GPU is usable; use auto or cpu")
     return name
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's CPU intra-op threads set to `count` for the duration, then restored: where a
+    thread or process pool gives the parallelism, one thread per op avoids oversubscription."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

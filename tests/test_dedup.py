@@ -26,8 +26,10 @@ from fer.hashing import (
     hash_hex,
     hash_image_bytes,
     hashing_input,
+    view_crop,
 )
 from fer.labels import CLASSES, PRESETS, resolve_label_map
+from fer.resample import resize_stack
 from tests.conftest import encode
 
 HASHES = {"phash": imagehash.phash, "dhash": imagehash.dhash, "ahash": imagehash.average_hash}
@@ -80,6 +82,71 @@ def test_an_empty_stack_hashes_to_no_words(method, shape):
     empty = np.zeros((0, *shape), np.uint8)
     assert hash_arrays(empty, method, 8).shape == (0, 1)
     assert [words.shape for words in hash_arrays_with_mirror(empty, method, 8)] == [(0, 1), (0, 1)]
+
+
+@pytest.mark.parametrize("method", ["lanczos", "bilinear"])
+def test_stacked_resize_equals_pillow_bit_for_bit(faces, method):
+    rng = np.random.default_rng(7)
+    pillow = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}[method]
+    for side in (1, 5, 31, 34, 48, 64, 97):
+        noise = rng.integers(0, 256, (3, side, side), dtype=np.uint8)
+        real = np.stack([np.asarray(f.convert("L").resize((side, side))) for f in faces[:3]])
+        stack = np.concatenate([noise, real])
+        sizes = [(32, 32), (34, 34), (36, 36), (side, side), (120, 120)]
+        for (width, height), resized in zip(sizes, resize_stack(stack, sizes, method), strict=True):
+            expected = [
+                np.asarray(Image.fromarray(im).resize((width, height), pillow)) for im in stack
+            ]
+            np.testing.assert_array_equal(resized, np.stack(expected), err_msg=f"{side} -> {width}")
+
+
+def test_stacked_resize_refuses_non_squares():
+    with pytest.raises(ValueError, match="squares only"):
+        resize_stack(np.zeros((1, 40, 48), np.uint8), [(32, 32)], "lanczos")
+
+
+def test_batched_hashing_equals_hashing_each_image_with_pillow(faces):
+    from fer.dedup.hashwork import SUB_WINDOWS, _hash_chunk, _sub_windows
+    from fer.dedup.verify import grey_view
+
+    greys = [f.convert("L") for f in faces[:12]]
+    wide = Image.fromarray(skdata.astronaut()).convert("L").resize((90, 60))
+    frames = [*greys[:8], wide, greys[8], greys[9], wide]
+    crops = [
+        *greys[:4],
+        greys[4].crop((4, 4, 60, 60)),
+        *greys[5:8],
+        wide,
+        greys[8],
+        greys[10],
+        wide,
+    ]
+    views = [1.0, 0.7, 1.0, 0.55, 1.0, 0.9, 1.0, 0.8, 1.0, 1.0, 0.6, 0.5]
+    chunk = [
+        (encode(f, "PNG"), encode(c, "PNG"), v)
+        for f, c, v in zip(frames, crops, views, strict=True)
+    ]
+    words, compared = _hash_chunk(chunk, "phash", 8)
+
+    def reference(grey: Image.Image, view: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hashed = view_crop(grey, view)
+        return (
+            hashing_input(hashed, "phash", 8),
+            _sub_windows(hashed, 32, 32),
+            grey_view(grey, view),
+        )
+
+    inputs = np.empty((len(chunk), 2 + 2 * SUB_WINDOWS, 32, 32), np.uint8)
+    expected_views = np.empty_like(compared)
+    for k, (frame, crop, view) in enumerate(zip(frames, crops, views, strict=True)):
+        inputs[k, 0], inputs[k, 2 : 2 + SUB_WINDOWS], expected_views[k, 1] = reference(frame, 1.0)
+        inputs[k, 1], inputs[k, 2 + SUB_WINDOWS :], expected_views[k, 0] = reference(crop, view)
+    direct, mirrored = hash_arrays_with_mirror(inputs.reshape(-1, 32, 32), "phash", 8)
+    expected = (
+        np.stack([direct, mirrored]).reshape(2, len(chunk), inputs.shape[1], 1).swapaxes(0, 1)
+    )
+    np.testing.assert_array_equal(words, expected)
+    np.testing.assert_array_equal(compared, expected_views)
 
 
 def test_known_answer_phash_of_the_astronaut():

@@ -29,6 +29,8 @@ import torch
 from torch.nn.functional import affine_grid, avg_pool2d, grid_sample, interpolate
 from torchvision.ops import nms, roi_align
 
+from fer.device import torch_threads
+
 __all__ = ["Detections", "FaceDetector"]
 
 A = TypeVar("A")
@@ -127,12 +129,8 @@ class FaceDetector:
         if self.device.type != "cpu":
             yield
             return
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             yield
-        finally:
-            torch.set_num_threads(before)
 
     def _map(self, fn: Callable[[A], B], items: Sequence[A]) -> list[B]:
         if self._pool is None or len(items) < 2:
@@ -270,9 +268,7 @@ class FaceDetector:
         boxes, inds, reg = boxes[pick], inds[pick], reg[pick]
         return rerec(bbreg(boxes, reg)), inds
 
-    def _stage_three(
-        self, levels: _Levels, boxes: torch.Tensor, inds: torch.Tensor
-    ) -> Detections:
+    def _stage_three(self, levels: _Levels, boxes: torch.Tensor, inds: torch.Tensor) -> Detections:
         from facenet_pytorch.models.utils.detect_face import bbreg
 
         crops, valid = self._crops(levels, boxes, inds, 48)
@@ -318,12 +314,12 @@ class _Levels:
 
     def deepest(self, side: int) -> int:
         """The coarsest level still at least `side` pixels on its shorter side."""
-        return max(0, int(math.floor(math.log2(max(1.0, min(self.shape[2:]) / side)))))
+        return max(0, math.floor(math.log2(max(1.0, min(self.shape[2:]) / side))))
 
     def coarsest_above(self, size: tuple[int, int]) -> int:
         """The coarsest level at least `size` (h, w)."""
         ratio = min(self.shape[2] / size[0], self.shape[3] / size[1])
-        return max(0, int(math.floor(math.log2(max(1.0, ratio)))))
+        return max(0, math.floor(math.log2(max(1.0, ratio))))
 
 
 def _rotated(crops: torch.Tensor, angles: Sequence[float]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,7 @@ from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.hashwork import SUB_WINDOWS, HashWorker
 from fer.dedup.search import hamming, radius_pairs_between
 from fer.dedup.verify import VIEW_SIDE, pair_similarity
+from fer.device import torch_threads
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
 from fer.errors import FerDataError
@@ -485,21 +487,20 @@ def decide_pairs(
         ]
         or [np.zeros(0, bool)]
     )
-    for start in range(0, len(rows), _PAIR_BATCH):
-        chunk = rows[start : start + _PAIR_BATCH]
-        a, b = pictures[candidates[chunk, 0]], pictures[candidates[chunk, 1]]
-        score = pair_similarity(a[:, 0], b[:, 0], mirrored[chunk])
-        # The frame view only matters where the face view did not already pass, and where
-        # it differs from the face view on either side (tight crops are their own face view).
-        again = (score < params.verify_ncc) & ~(
-            same_views[first[chunk]] & same_views[second[chunk]]
-        )
-        if again.any():
-            score[again] = np.maximum(
-                score[again],
-                pair_similarity(a[again, 1], b[again, 1], mirrored[chunk][again]),
-            )
-        similarity[chunk] = score
+    score = partial(
+        _similarities,
+        candidates=candidates,
+        mirrored=mirrored,
+        pictures=pictures,
+        same_views=same_views,
+        verify=params.verify_ncc,
+    )
+    batches = [rows[start : start + _PAIR_BATCH] for start in range(0, len(rows), _PAIR_BATCH)]
+    # Torch ops on these small batches use two cores far better from two Python threads (the
+    # ops release the GIL) than as one op on two intra-op threads.
+    with torch_threads(1), ThreadPoolExecutor(worker_count(params.workers)) as pool:
+        for chunk, scores in zip(batches, pool.map(score, batches), strict=True):
+            similarity[chunk] = scores
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
     passed = identical | (compare & (similarity >= params.verify_ncc))
     # One row per pair: a pair found both directly and mirrored keeps its better match.
@@ -537,6 +538,28 @@ def decide_pairs(
         similarity,
         int(same_subject.sum()),
     )
+
+
+def _similarities(
+    chunk: np.ndarray,
+    candidates: np.ndarray,
+    mirrored: np.ndarray,
+    pictures: np.ndarray,
+    same_views: np.ndarray,
+    verify: float,
+) -> np.ndarray:
+    """Best NCC of candidates[chunk] on their face views, and on their frame views where the
+    face views fall short of `verify` and the frame view differs from the face view on either
+    side (tight crops are their own face view)."""
+    first, second = candidates[chunk, 0], candidates[chunk, 1]
+    a, b = pictures[first], pictures[second]
+    score = pair_similarity(a[:, 0], b[:, 0], mirrored[chunk])
+    again = (score < verify) & ~(same_views[first] & same_views[second])
+    if again.any():
+        score[again] = np.maximum(
+            score[again], pair_similarity(a[again, 1], b[again, 1], mirrored[chunk][again])
+        )
+    return score
 
 
 def _join_without_conflicts(

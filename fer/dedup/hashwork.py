@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from fer.dataset import RowReader
 from fer.dedup.verify import VIEW_SIDE, grey_view
 from fer.errors import FerDataError
-from fer.hashing import hash_arrays_with_mirror, hash_size_of, hashing_input, view_crop
+from fer.hashing import hash_arrays_with_mirror, hash_size_of, view_crop
 from fer.parallel import ordered_imap
+from fer.resample import resize_stack
 
 __all__ = ["SUB_WINDOWS", "HashWorker"]
 
@@ -72,7 +74,10 @@ def hash_task(
     faces = pc.struct_field(crop.column("image"), "bytes").to_pylist()
     views = _hash_views(crop, margin)
     frames = _frames_of(ids, task["frames"])
-    words, pictures = _hash_chunk(list(zip(frames, faces, views, strict=True)), method, size)
+    # One BLAS thread: the engine runs a task per core, and BLAS threads on top of that made
+    # the resize products 1.9x slower.
+    with threadpool_limits(1, user_api="blas"):
+        words, pictures = _hash_chunk(list(zip(frames, faces, views, strict=True)), method, size)
     return ids, words, pictures
 
 
@@ -113,30 +118,91 @@ def _hash_chunk(
     chunk: list[tuple[bytes, bytes, float]], method: str, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hash words and verification views of (frame, face, face view) rows; each image is
-    decoded once."""
+    decoded once. Square images (FER-style crops, face views) are resized together, a stack
+    per side, by `fer.resample` (Pillow's bytes); others one at a time by Pillow."""
     width, height = hash_size_of(method, size)
     inputs = np.empty((len(chunk), 2 + 2 * SUB_WINDOWS, height, width), np.uint8)
     views = np.empty((len(chunk), 2, VIEW_SIDE, VIEW_SIDE), np.uint8)
-    frame_subs, face_subs = slice(2, 2 + SUB_WINDOWS), slice(2 + SUB_WINDOWS, None)
+    square: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # side -> (row, slot, pixels)
+    batched = width == height
+    copies = []
     for k, (frame, face, view) in enumerate(chunk):
-        with Image.open(io.BytesIO(frame)) as decoded:
-            grey = decoded.convert("L")
-        inputs[k, 0] = hashing_input(grey, method, size)
-        inputs[k, frame_subs] = _sub_windows(grey, width, height)
-        views[k, 1] = grey_view(grey)
+        grey = _grey(frame)
+        _place(inputs, views, k, 0, grey, 1.0, square if batched else None)
         if face == frame and view >= 1.0:  # a crop of the whole frame is often the same file
-            inputs[k, 1], views[k, 0] = inputs[k, 0], views[k, 1]
-            inputs[k, face_subs] = inputs[k, frame_subs]
+            copies.append(k)
             continue
         if face != frame:
-            with Image.open(io.BytesIO(face)) as decoded:
-                grey = decoded.convert("L")
-        viewed = view_crop(grey, view)
-        inputs[k, 1] = hashing_input(viewed, method, size)
-        inputs[k, face_subs] = _sub_windows(viewed, width, height)
-        views[k, 0] = grey_view(grey, view)
+            grey = _grey(face)
+        _place(inputs, views, k, 1, grey, view, square if batched else None)
+    for side, items in square.items():
+        _resize_group(inputs, views, side, items, width)
+    for k in copies:
+        inputs[k, 1], views[k, 0] = inputs[k, 0], views[k, 1]
+        inputs[k, _SLOTS[1]] = inputs[k, _SLOTS[0]]
     words = np.stack(hash_arrays_with_mirror(inputs.reshape(-1, height, width), method, size))
     return words.reshape(2, len(chunk), inputs.shape[1], -1).swapaxes(0, 1), views
+
+
+_SLOTS = (slice(2, 2 + SUB_WINDOWS), slice(2 + SUB_WINDOWS, None))
+_BLOCK = 64  # images per resize product: its float64 temporaries stay in cache
+
+
+def _grey(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as decoded:
+        return decoded.convert("L")
+
+
+def _place(
+    inputs: np.ndarray,
+    views: np.ndarray,
+    row: int,
+    slot: int,
+    grey: Image.Image,
+    view: float,
+    square: dict[int, list[tuple[int, int, np.ndarray]]] | None,
+) -> None:
+    """Fill row's slot (0 frame, 1 face) from `grey` seen at `view`, or queue it for its
+    side's stack when the hashed image is square (then it is also the compared view)."""
+    hashed = view_crop(grey, view)
+    if square is not None and hashed.width == hashed.height:
+        square.setdefault(hashed.width, []).append((row, slot, np.asarray(hashed)))
+        return
+    height, width = inputs.shape[-2:]
+    inputs[row, slot] = np.asarray(hashed.resize((width, height), Image.Resampling.LANCZOS))
+    inputs[row, _SLOTS[slot]] = _sub_windows(hashed, width, height)
+    views[row, 1 - slot] = grey_view(grey, view)
+
+
+def _resize_group(
+    inputs: np.ndarray,
+    views: np.ndarray,
+    side: int,
+    items: list[tuple[int, int, np.ndarray]],
+    size: int,
+) -> None:
+    """The hash input, sub-windows and compared view of square images of one side."""
+    canvases = [(size, size)] + [(round(size / s), round(size / s)) for s in _SHIFT_SIDES]
+    for first in range(0, len(items), _BLOCK):
+        block = items[first : first + _BLOCK]
+        rows = np.array([row for row, _, _ in block])
+        slots = np.array([slot for _, slot, _ in block])
+        pixels = np.stack([array for _, _, array in block])
+        whole, *wide = resize_stack(pixels, canvases, "lanczos")
+        (compared,) = resize_stack(pixels, [(VIEW_SIDE, VIEW_SIDE)], "bilinear")
+        inputs[rows, slots] = whole
+        views[rows, 1 - slots] = compared
+        subs = np.empty((len(block), SUB_WINDOWS, size, size), np.uint8)
+        k = 0
+        for canvas in wide:
+            extra = canvas.shape[-1] - size
+            for fx, fy in _SHIFT_ANCHORS:
+                left, top = round(extra * fx), round(extra * fy)
+                subs[:, k] = canvas[:, top : top + size, left : left + size]
+                k += 1
+        for slot in (0, 1):
+            chosen = slots == slot
+            inputs[rows[chosen], _SLOTS[slot]] = subs[chosen]
 
 
 def _sub_windows(grey: Image.Image, width: int, height: int) -> np.ndarray:

@@ -11,6 +11,7 @@ few percent; the 24 px window keeps JPEG and resampling noise small while an exp
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -82,11 +83,35 @@ def pair_similarity(views_a: np.ndarray, views_b: np.ndarray, mirror: np.ndarray
     return best.numpy()
 
 
+@functools.cache
+def _window_sums(size: int, k: int) -> torch.Tensor:
+    """(size - k + 1, size) float64 band of ones: B @ x @ B.T sums every k x k window of x."""
+    rows = torch.arange(size - k + 1)[:, None]
+    columns = torch.arange(size)[None, :]
+    return ((columns >= rows) & (columns < rows + k)).double()
+
+
 def _box_sums(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Sums over every k x k window (stride 1) of (n, 1, h, w): separable, in float64, which
-    holds these sums of float32 pixels exactly (the order of the additions cannot matter)."""
-    x = x.double()
-    return x.unfold(-1, k, 1).sum(-1).unfold(-2, k, 1).sum(-1).float()
+    """Sums over every k x k window (stride 1) of (n, h, w), in float64, which holds these
+    sums of float32 pixels exactly (the order of the additions cannot matter)."""
+    band = _window_sums(x.shape[-1], k)
+    return (band @ x.double() @ band.T).float()
+
+
+@functools.cache
+def _resize_rows(side: int, low: int, high: int) -> torch.Tensor:
+    """Rows [low, high) of the (side, VIEW_SIDE) matrix that resizes a view's columns as
+    `F.interpolate` (bilinear, antialiased when shrinking) does: a view resized to `side` is
+    R @ view @ R.T, and only the searched rows and columns are computed."""
+    basis = torch.eye(VIEW_SIDE)[None, None]  # resizing its height alone gives R itself
+    resized = F.interpolate(
+        basis,
+        size=(side, VIEW_SIDE),
+        mode="bilinear",
+        align_corners=False,
+        antialias=side < VIEW_SIDE,
+    )
+    return resized[0, 0, low:high].contiguous()
 
 
 def _searched(centre: torch.Tensor, views: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
@@ -97,16 +122,10 @@ def _searched(centre: torch.Tensor, views: torch.Tensor, scales: tuple[float, ..
     area = WINDOW * WINDOW
     for scale in scales:
         side = round(VIEW_SIDE * scale)
-        scaled = F.interpolate(
-            views.unsqueeze(1),
-            size=(side, side),
-            mode="bilinear",
-            align_corners=False,
-            antialias=scale < 1,
-        )
         low = max(0, side // 2 - WINDOW // 2 - SHIFT)
         high = min(side - WINDOW, side // 2 - WINDOW // 2 + SHIFT)
-        region = scaled[:, :, low : high + WINDOW, low : high + WINDOW]
+        rows = _resize_rows(side, low, high + WINDOW)
+        region = rows @ views @ rows.T
         sums = _box_sums(region, WINDOW)
         squares = _box_sums(region * region, WINDOW)
         std = ((squares - sums * sums / area).clamp_min(0) / area).sqrt() + 1e-6
