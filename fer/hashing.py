@@ -150,8 +150,13 @@ def hash_arrays_with_mirror(
     allows it (pHash: the mirror only flips the sign of odd horizontal frequencies)."""
     hasher = HASH_METHODS[method]
     direct, mirrored = [], []
+    # One float buffer for every block: a fresh one per block costs its first-touch page
+    # faults each time (as much as the DCT itself).
+    buffer = np.empty((min(_BLOCK, len(arrays)), *arrays.shape[1:]))
     for start in range(0, max(1, len(arrays)), _BLOCK):
-        pixels = arrays[start : start + _BLOCK].astype(np.float64)
+        block = arrays[start : start + _BLOCK]
+        pixels = buffer[: len(block)]
+        np.copyto(pixels, block)
         if hasher.bits_with_mirror is None:
             bits = hasher.bits(pixels, hash_size), hasher.bits(pixels[:, :, ::-1], hash_size)
         else:

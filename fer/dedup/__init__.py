@@ -193,13 +193,12 @@ def candidate_pairs(
     # A row whose face hash is its frame hash (a tight crop) needs no face query of its own:
     # its face pairs with such rows are frame pairs, and the other rows' queries find the rest.
     own_face = np.flatnonzero((faces != frames).any(axis=1))
-    hits = radius_pairs_between(
-        frames, np.concatenate([frames, words["frame_mirror"]]), frame_radius, bits, threads=threads
-    )
-    query, other, mirror = hits[:, 0], hits[:, 1] % max(n, 1), hits[:, 1] >= n
+    is_own = np.zeros(n, bool)
+    is_own[own_face] = True
     # Re-crops: each frame (within radius_frame) and each own face view (within radius_face)
     # against every frame's sub-windows, direct and mirrored; each face against the own face
-    # views' sub-windows. The index is searched a part at a time (18n hashes each).
+    # views' sub-windows. Whole views ride along in the direct searches: a probe costs the
+    # same whatever the index holds, so one search per query set and direction.
     queries = np.concatenate([frames, faces[own_face]])
     query_rows = np.concatenate([np.arange(n), own_face])
     query_radius = np.concatenate(
@@ -208,43 +207,69 @@ def candidate_pairs(
     own_subs = np.repeat(own_face * variants, variants) + np.tile(
         np.arange(variants), len(own_face)
     )
-    shifted = []
+    whole, shifted = [], []
     for key, flipped in (("shifted", False), ("shifted_mirror", True)):
-        index = words[key]
+        # Frames and own face views against every frame's sub-windows (and, direct: frames
+        # against frames, direct and mirrored).
+        front = [] if flipped else [frames, words["frame_mirror"]]
+        index = np.concatenate([*front, words[key]]) if front else words[key]
+        lead = 2 * n if front else 0
         found = radius_pairs_between(
-            queries, index, int(query_radius.max(initial=0)), bits, threads=threads
+            queries,
+            index,
+            max(int(query_radius.max(initial=0)), frame_radius if front else 0),
+            bits,
+            threads=threads,
         )
-        close = hamming(queries[found[:, 0]], index[found[:, 1]]) <= query_radius[found[:, 0]]
-        found = found[close]
+        distance = hamming(queries[found[:, 0]], index[found[:, 1]])
+        sub = found[:, 1] >= lead
+        close = sub & (distance <= query_radius[found[:, 0]])
         shifted.append(
             _unordered(
-                query_rows[found[:, 0]], found[:, 1] // variants, np.full(len(found), flipped)
+                query_rows[found[close, 0]],
+                (found[close, 1] - lead) // variants,
+                np.full(int(close.sum()), flipped),
             )
         )
-        index = words[f"face_{key}"].reshape(-1, width)[own_subs]
-        found = radius_pairs_between(faces, index, params.radius_face, bits, threads=threads)
+        frame_hit = ~sub & (found[:, 0] < n) & (distance <= frame_radius)
+        whole.append(
+            np.stack(
+                [found[frame_hit, 0], found[frame_hit, 1] % max(n, 1), found[frame_hit, 1] >= n],
+                axis=1,
+            )
+        )
+        # Faces against the own face views' sub-windows (and, direct: own face views against
+        # faces, direct and mirrored).
+        front = [] if flipped else [faces, words["face_mirror"]]
+        subs = words[f"face_{key}"].reshape(-1, width)[own_subs]
+        index = np.concatenate([*front, subs]) if front else subs
+        found = radius_pairs_between(
+            faces,
+            index,
+            max(params.radius_face, face_radius if front else 0),
+            bits,
+            threads=threads,
+        )
+        distance = hamming(faces[found[:, 0]], index[found[:, 1]])
+        sub = found[:, 1] >= lead
+        close = sub & (distance <= params.radius_face)
         shifted.append(
-            _unordered(found[:, 0], own_face[found[:, 1] // variants], np.full(len(found), flipped))
+            _unordered(
+                found[close, 0],
+                own_face[(found[close, 1] - lead) // variants],
+                np.full(int(close.sum()), flipped),
+            )
+        )
+        face_hit = ~sub & is_own[found[:, 0]] & (distance <= face_radius)
+        whole.append(
+            np.stack(
+                [found[face_hit, 0], found[face_hit, 1] % max(n, 1), found[face_hit, 1] >= n],
+                axis=1,
+            )
         )
     shifted_pairs = np.concatenate(shifted)
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    face_found = radius_pairs_between(
-        faces[own_face],
-        np.concatenate([faces, words["face_mirror"]]),
-        face_radius,
-        bits,
-        threads=threads,
-    )
-    face_found[:, 0] = own_face[face_found[:, 0]]
-    whole = np.concatenate(
-        [
-            np.stack([query, other, mirror], axis=1),
-            np.stack(
-                [face_found[:, 0], face_found[:, 1] % max(n, 1), face_found[:, 1] >= n], axis=1
-            ),
-        ]
-    ).astype(np.int64)
-    whole = np.unique(whole, axis=0).reshape(-1, 3)
+    whole = np.unique(np.concatenate(whole).astype(np.int64), axis=0).reshape(-1, 3)
     first, second, flipped = whole[:, 0], whole[:, 1], whole[:, 2].astype(bool)
     frame_other = np.where(flipped[:, None], words["frame_mirror"][second], frames[second])
     face_other = np.where(flipped[:, None], words["face_mirror"][second], faces[second])
