@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fer.images import Rejection, StoredImage, load_image
+from fer.images import Rejection, StoredImage, decode_grey, encode_png, load_image
 from fer.sample import _bomb_png
 from tests.conftest import encode, face_like
 
@@ -126,3 +126,24 @@ def test_random_garbage_never_raises():
             data[index] = int(rng.integers(0, 256))
         cut = int(rng.integers(1, len(data) + 1)) if trial % 3 == 0 else len(data)
         assert isinstance(load_image(bytes(data[:cut]), LIMIT), StoredImage | Rejection)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: encode_png(face_like(48)),
+        lambda: encode_png(np.asarray(_rgb_face(37))),
+        lambda: encode(Image.fromarray(face_like(50)), "PNG", optimize=True),
+        lambda: encode(_rgb_face(), "PNG", interlace=1),
+        lambda: encode(Image.fromarray(face_like(40).astype(np.uint16) * 200), "PNG"),
+        lambda: encode(_rgb_face().convert("P"), "PNG"),
+        lambda: encode(_rgb_face()),
+    ],
+    ids=["grey", "rgb", "optimized", "interlaced", "16-bit", "palette", "jpeg"],
+)
+def test_decode_grey_gives_pillows_grey_pixels(payload):
+    data = payload()
+    expected = Image.open(io.BytesIO(data)).convert("L")
+    decoded = decode_grey(data)
+    assert decoded.mode == "L"
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(expected))

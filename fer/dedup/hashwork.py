@@ -10,7 +10,6 @@ both sorted by id, the frames a superset of the crop rows.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -25,6 +24,7 @@ from fer.dataset import RowReader
 from fer.dedup.verify import VIEW_SIDE, grey_view
 from fer.errors import FerDataError
 from fer.hashing import hash_arrays_with_mirror, hash_size_of, view_crop
+from fer.images import decode_grey
 from fer.parallel import ordered_imap
 from fer.resample import resize_stack
 
@@ -127,13 +127,13 @@ def _hash_chunk(
     batched = width == height
     copies = []
     for k, (frame, face, view) in enumerate(chunk):
-        grey = _grey(frame)
+        grey = decode_grey(frame)
         _place(inputs, views, k, 0, grey, 1.0, square if batched else None)
         if face == frame and view >= 1.0:  # a crop of the whole frame is often the same file
             copies.append(k)
             continue
         if face != frame:
-            grey = _grey(face)
+            grey = decode_grey(face)
         _place(inputs, views, k, 1, grey, view, square if batched else None)
     for side, items in square.items():
         _resize_group(inputs, views, side, items, width)
@@ -146,11 +146,6 @@ def _hash_chunk(
 
 _SLOTS = (slice(2, 2 + SUB_WINDOWS), slice(2 + SUB_WINDOWS, None))
 _BLOCK = 64  # images per resize product: its float64 temporaries stay in cache
-
-
-def _grey(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as decoded:
-        return decoded.convert("L")
 
 
 def _place(
