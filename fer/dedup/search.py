@@ -111,13 +111,15 @@ def _multi_index(
             values = index_bits[:, lo:hi].astype(np.int64) @ weights
             query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
         counts = np.bincount(values, minlength=1 << width)
-        order = np.argsort(values, kind="stable")
+        order = _stable_order(values, width)
         del values
         # The index in bucket order, so each probe reads one contiguous run of hashes.
         bucketed = flat_hashes[order]
         # 32-bit bucket tables halve the memory traffic of the random lookups.
         small = np.int32 if len(hashes) < 2**31 else np.int64
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(small)
+        # Each bucket's (start, end) side by side: one gather per probe reads both.
+        starts = np.stack([starts[:-1], starts[1:]], axis=1)
         masks = _masks(width, per_chunk_radius).astype(small)
         query_values = query_values.astype(small)
         chunk = _Chunk(query_values, masks, starts, bucketed, order, small)
@@ -143,6 +145,7 @@ class _Chunk(NamedTuple):
     query_values: np.ndarray
     masks: np.ndarray
     starts: np.ndarray
+    """(buckets, 2): each bucket's first and end position in `bucketed`."""
     bucketed: np.ndarray
     order: np.ndarray
     small: type
@@ -161,8 +164,12 @@ def _probe(
     batch = np.arange(first, min(len(flat_queries), first + block), dtype=np.int64)
     masks, starts = chunk.masks, chunk.starts
     probes = (chunk.query_values[batch, None] ^ masks[None, :]).ravel()
-    lo_pos = starts[probes]
-    sizes = starts[probes + 1] - lo_pos
+    if starts.dtype == np.int32:
+        bounds = starts.view(np.int64)[probes, 0].view(np.int32).reshape(-1, 2)
+    else:
+        bounds = starts[probes]
+    lo_pos = bounds[:, 0]
+    sizes = bounds[:, 1] - lo_pos
     hit = np.flatnonzero(sizes)  # most probes find an empty bucket
     if len(hit) == 0:
         return None
@@ -179,6 +186,19 @@ def _probe(
         keep = other > query_of
         query_of, other = query_of[keep], other[keep]
     return query_of * size + other
+
+
+def _stable_order(values: np.ndarray, width: int) -> np.ndarray:
+    """`np.argsort(values, kind="stable")` of `width`-bit values, as an LSD radix sort of two
+    16-bit halves: NumPy radix-sorts 16-bit keys, twice as fast here as its int64 sort."""
+    if width > 32:
+        return np.argsort(values, kind="stable")
+    if width <= 16:
+        return np.argsort(values.astype(np.uint16), kind="stable")
+    low_bits = width // 2
+    order = np.argsort((values & ((1 << low_bits) - 1)).astype(np.uint16), kind="stable")
+    high = (values[order] >> low_bits).astype(np.uint16)
+    return order[np.argsort(high, kind="stable")]
 
 
 def hamming_flat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
