@@ -21,6 +21,8 @@ import numpy as np
 __all__ = ["brute_force_pairs", "hamming", "radius_pairs", "radius_pairs_between"]
 
 _MAX_CHUNK_BITS = 26  # bucket index arrays of 2^26 int32 stay under 256 MiB
+_MAX_EXPANDED = 1 << 21
+"""Candidates checked at once per thread (a few dozen MB of temporaries)."""
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,12 +176,47 @@ def _probe(
     if len(hit) == 0:
         return None
     lo_pos, sizes = lo_pos[hit], sizes[hit]
+    query_of_probe = batch[hit // len(masks)]
+    ends = np.cumsum(sizes, dtype=np.int64)
+    # Face hashes crowd some buckets: a block's candidates are expanded a bounded slice of
+    # probes at a time, so memory stays flat however skewed the buckets are.
+    found, first_probe = [], 0
+    while first_probe < len(sizes):
+        done = int(ends[first_probe - 1]) if first_probe else 0
+        last = max(first_probe + 1, int(np.searchsorted(ends, done + _MAX_EXPANDED, "right")))
+        found.append(
+            _expand(
+                chunk,
+                flat_queries,
+                radius,
+                same,
+                size,
+                lo_pos[first_probe:last],
+                sizes[first_probe:last],
+                query_of_probe[first_probe:last],
+            )
+        )
+        first_probe = last
+    return np.concatenate(found)
+
+
+def _expand(
+    chunk: _Chunk,
+    flat_queries: np.ndarray,
+    radius: int,
+    same: bool,
+    size: int,
+    lo_pos: np.ndarray,
+    sizes: np.ndarray,
+    query_of_probe: np.ndarray,
+) -> np.ndarray:
+    """Keys of the pairs among the candidates of some probes (bucket runs and their query)."""
     ends = np.cumsum(sizes, dtype=np.int64)
     total = int(ends[-1])
     # Candidate k of probe p sits at bucketed[lo_pos[p] + k].
     offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else chunk.small)
     position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
-    query_of = np.repeat(batch[hit // len(masks)], sizes)
+    query_of = np.repeat(query_of_probe, sizes)
     close = hamming_flat(flat_queries[query_of], chunk.bucketed[position]) <= radius
     query_of, other = query_of[close], chunk.order[position[close]]
     if same:
