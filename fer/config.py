@@ -152,7 +152,7 @@ class CropSettings(_Section):
     """Fraction of the face box side added on each side of the square crop."""
     min_face_size: Annotated[int, Field(ge=12)] = 20
     """Pixels at the detection resolution; MTCNN's smallest window is 12."""
-    min_face_fraction: Annotated[float, Field(gt=0, le=1)] | None = 0.1
+    min_face_fraction: Annotated[float, Field(gt=0, le=1)] | None = 0.15
     """Smallest face side as a fraction of the image's shorter side: images are detected at
     the resolution where such a face is 48 pixels (large JPEGs decoded at reduced size), so
     detection cost stops growing with pixels; the crop is cut at full resolution.
