@@ -1,6 +1,6 @@
 """Benchmark: the dedup stage on a real project, this checkout against another, same inputs.
 
-usage: python benchmarks/dedup_stage.py PROJECT [--against CHECKOUT] [--rounds N]
+usage: python benchmarks/dedup_stage.py PROJECT [--against CHECKOUT] [--rounds N] [--keep DIR]
 
 PROJECT is a project with `data/interim/ingest` and `data/interim/crop` (the one
 `python benchmarks/pipeline_real.py ../shared/data --keep DIR` leaves in DIR/project: the 35,887
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("project")
     parser.add_argument("--against", help="another checkout to time on the same project")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keep", help="copy both outputs into this folder")
     args = parser.parse_args()
     project = Path(args.project).resolve()
     checkouts = [REPO] + ([Path(args.against).resolve()] if args.against else [])
@@ -88,8 +89,13 @@ def main() -> None:
                 print(f"round {round_ + 1}: {checkout}: dedup stage {seconds:.1f} s", flush=True)
         if args.against:
             names = sorted(p.name for p in outs[REPO].iterdir())
-            same = all(filecmp.cmp(outs[REPO] / n, outs[checkouts[1]] / n, False) for n in names)
-            print("outputs byte-identical:", same, names)
+            differ = [
+                n for n in names if not filecmp.cmp(outs[REPO] / n, outs[checkouts[1]] / n, False)
+            ]
+            print(f"outputs byte-identical: {not differ} ({len(names)} files; differ: {differ})")
+            if args.keep:
+                for checkout, out in outs.items():
+                    shutil.copytree(out, Path(args.keep) / checkout.name, dirs_exist_ok=True)
         subprocess.run(
             [
                 sys.executable,

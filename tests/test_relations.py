@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -15,8 +17,8 @@ from PIL import Image
 
 from fer.config import SplitParams, parse_params
 from fer.dataset import read_summary, read_table
-from fer.dedup import related_groups
-from fer.dedup.verify import pair_similarity, verification_view
+from fer.dedup import related_groups, verify
+from fer.dedup.verify import pair_similarity, similarities, verification_view
 from fer.split import assign_splits, split_dataset, split_groups
 from tests.conftest import encode, face_like, run_to_dedup
 
@@ -114,6 +116,84 @@ def test_the_verifier_tells_a_copy_from_another_expression():
         np.stack([views[0], views[0]]), np.stack([views[1], views[2]]), np.zeros(2, bool)
     )
     assert scores[0] >= 0.95 > scores[1]
+
+
+def _view_set() -> np.ndarray:
+    """Verification views of faces, their copies (JPEG, resized, shifted, mirrored) and other
+    faces: pairs of every kind, from far apart to near-identical."""
+    views = []
+    for seed in range(4):
+        face = _asymmetric_face(seed)
+        image = Image.fromarray(face)
+        buffer = io.BytesIO()
+        image.resize((52, 52)).save(buffer, "JPEG", quality=50)
+        views.append(verification_view(_png(face)))
+        views.append(verification_view(buffer.getvalue()))
+        views.append(verification_view(_png(np.ascontiguousarray(face[3:, 2:]))))
+        views.append(verification_view(_png(np.ascontiguousarray(face[:, ::-1]))))
+    return np.stack(views)
+
+
+def _all_pairs(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first, second = np.triu_indices(count, 1)
+    first, second = np.repeat(first, 2), np.repeat(second, 2)
+    return first, second, np.tile([False, True], len(first) // 2)
+
+
+def test_scores_do_not_depend_on_how_pairs_are_batched():
+    views = _view_set()
+    first, second, mirror = _all_pairs(len(views))
+    together = similarities(views, first, second, mirror, (0.9, 0.95))
+    one_by_one = np.concatenate(
+        [
+            pair_similarity(views[[i]], views[[j]], np.array([m]), (0.9, 0.95))
+            for i, j, m in zip(first, second, mirror, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    for threshold in (0.8, 0.9, 0.95):
+        assert ((together >= threshold) == (one_by_one >= threshold)).all()
+    # Face 0 against its JPEG and its shifted copy (direct), and its mirror (mirrored only).
+    by_pair = together.reshape(-1, 2)
+    assert (by_pair[:2, 0] >= 0.95).all()
+    assert by_pair[2, 1] >= 0.95 > by_pair[2, 0]
+
+
+def test_a_score_near_a_threshold_is_the_float64_score():
+    views = _view_set()
+    first, second, mirror = _all_pairs(len(views))
+    fast = similarities(views, first, second, mirror)
+    exact, _ = verify._best(views, first, second, mirror, np.float64, ())
+    assert 0 < np.abs(fast - exact).max() < 1e-5  # float32 rounding, far below the margin
+    # Each score, taken as a threshold, is then decided on its float64 value.
+    for k in (0, 5, len(fast) - 1):
+        rechecked = similarities(views, first, second, mirror, (float(fast[k]),))
+        assert rechecked[k] == exact[k]
+
+
+def test_resize_matrix_matches_torch_interpolate():
+    import torch
+    import torch.nn.functional as F
+
+    identity = torch.eye(verify.VIEW_SIDE)[None, None]
+    for scale in verify.SCALES:
+        side = round(verify.VIEW_SIDE * scale)
+        expected = F.interpolate(
+            identity,
+            size=(side, verify.VIEW_SIDE),
+            mode="bilinear",
+            align_corners=False,
+            antialias=side < verify.VIEW_SIDE,
+        )[0, 0].numpy()
+        np.testing.assert_allclose(verify.resize_matrix(side), expected, atol=3e-6)
+        np.testing.assert_allclose(verify.resize_matrix(side).sum(axis=1), 1.0)
+
+
+def test_the_dedup_stage_does_not_import_torch():
+    # Importing torch costs the stage process 1.5-2.5 s, a sixth of the FER2013 dedup stage.
+    code = "import sys, fer.dedup, fer.dedup.verify; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 @pytest.fixture(scope="module")

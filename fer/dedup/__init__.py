@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from fer.config import DedupParams
@@ -37,8 +38,7 @@ from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards, iter_batche
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.hashwork import SUB_WINDOWS, HashWorker
 from fer.dedup.search import hamming, radius_pairs_between
-from fer.dedup.verify import VIEW_SIDE, pair_similarity
-from fer.device import torch_threads
+from fer.dedup.verify import VIEW_SIDE, similarities
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
 from fer.errors import FerDataError
@@ -516,6 +516,8 @@ def decide_pairs(
     compare = ~identical & ~known
     similarity = np.full(len(candidates), np.nan)
     rows = np.flatnonzero(compare)
+    # Pairs sharing their second view side by side: a batch resizes each such view once.
+    rows = rows[np.lexsort((mirrored[rows], second[rows]))]
     same_views = np.concatenate(
         [
             (part[:, 0] == part[:, 1]).all(axis=(1, 2))
@@ -529,12 +531,15 @@ def decide_pairs(
         mirrored=mirrored,
         pictures=pictures,
         same_views=same_views,
-        verify=params.verify_ncc,
+        thresholds=(params.verify_ncc, params.relate_ncc),
     )
     batches = [rows[start : start + _PAIR_BATCH] for start in range(0, len(rows), _PAIR_BATCH)]
-    # Torch ops on these small batches use two cores far better from two Python threads (the
-    # ops release the GIL) than as one op on two intra-op threads.
-    with torch_threads(1), ThreadPoolExecutor(worker_count(params.workers)) as pool:
+    # These small batches use two cores far better from two Python threads (BLAS and FFT
+    # release the GIL) than as one product on two BLAS threads.
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(worker_count(params.workers)) as pool,
+    ):
         for chunk, scores in zip(batches, pool.map(score, batches), strict=True):
             similarity[chunk] = scores
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
@@ -582,18 +587,18 @@ def _similarities(
     mirrored: np.ndarray,
     pictures: np.ndarray,
     same_views: np.ndarray,
-    verify: float,
+    thresholds: tuple[float, float],
 ) -> np.ndarray:
     """Best NCC of candidates[chunk] on their face views, and on their frame views where the
-    face views fall short of `verify` and the frame view differs from the face view on either
-    side (tight crops are their own face view)."""
-    first, second = candidates[chunk, 0], candidates[chunk, 1]
-    a, b = pictures[first], pictures[second]
-    score = pair_similarity(a[:, 0], b[:, 0], mirrored[chunk])
-    again = (score < verify) & ~(same_views[first] & same_views[second])
+    face views fall short of the first threshold (verify_ncc) and the frame view differs from
+    the face view on either side (tight crops are their own face view)."""
+    first, second, mirror = candidates[chunk, 0], candidates[chunk, 1], mirrored[chunk]
+    score = similarities(pictures[:, 0], first, second, mirror, thresholds)
+    again = (score < thresholds[0]) & ~(same_views[first] & same_views[second])
     if again.any():
         score[again] = np.maximum(
-            score[again], pair_similarity(a[again, 1], b[again, 1], mirrored[chunk][again])
+            score[again],
+            similarities(pictures[:, 1], first[again], second[again], mirror[again], thresholds),
         )
     return score
 
