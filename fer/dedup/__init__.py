@@ -504,11 +504,14 @@ def decide_pairs(
         empty = np.zeros((0, 2), np.int64)
         return Decisions(empty, np.zeros(0, bool), empty, np.zeros(0), 0)
     first, second = candidates[:, 0], candidates[:, 1]
-    pixels = meta["pixel_hash"].to_numpy()
+    # Integer codes instead of per-candidate string arrays: at tens of millions of candidates
+    # the object arrays alone were gigabytes.
+    pixels = pd.factorize(meta["pixel_hash"])[0]
     identical = pixels[first] == pixels[second]
-    subject = meta["subject"].to_numpy(dtype=object)
-    source = meta["source"].to_numpy()
-    known = pd.notna(subject[first]) & pd.notna(subject[second]) & (source[first] == source[second])
+    subject = pd.factorize(meta["source"].astype(str) + "\x00" + meta["subject"].astype(str))[0]
+    subject[pd.isna(meta["subject"]).to_numpy()] = -1
+    source = pd.factorize(meta["source"])[0]
+    known = (subject[first] >= 0) & (subject[second] >= 0) & (source[first] == source[second])
     same_subject = known & (subject[first] == subject[second])
     other_subject = known & (subject[first] != subject[second])
     # Rows of one source whose subjects are both known need no pixels: the same subject is
@@ -544,41 +547,52 @@ def decide_pairs(
             similarity[chunk] = scores
     strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
     passed = identical | (compare & (similarity >= params.verify_ncc))
-    # One row per pair: a pair found both directly and mirrored keeps its better match.
     close = same_subject | (compare & (similarity >= params.relate_ncc))
-    frame = pd.DataFrame(
-        {
-            "i": first,
-            "j": second,
-            "strength": strength,
-            "passed": passed,
-            "close": close,
-            "mirror": mirrored,
-        }
-    ).sort_values(
-        ["i", "j", "passed", "strength", "mirror"], ascending=[True, True, False, False, True]
-    )
-    best = frame.drop_duplicates(["i", "j"])
-    keys = np.where(
-        pd.notna(meta["subject"]), meta["source"] + "\x00" + meta["subject"].astype(str), None
-    )
-    passing = best[best["passed"]]
-    accepted = _join_without_conflicts(passing, keys, pixels)
-    dup = passing[accepted].sort_values(["i", "j"])
-    related = pd.concat([best[~best["passed"] & best["close"]], passing[~accepted]])
-    # Two known, different subjects of one source are different people: no relation.
     size = len(meta)
-    different = candidates[other_subject]
-    pair_key = related["i"].to_numpy() * size + related["j"].to_numpy()
-    related = related[~np.isin(pair_key, different[:, 0] * size + different[:, 1])]
-    related = related.sort_values(["i", "j"])
+    pair_key = first * size + second
+    # One row per pair: a pair found both directly and mirrored keeps its better match
+    # (passed first, then the stronger, then the direct one).
+    best = _best_of_twins(pair_key, mirrored, passed, strength)
+    passing = best[passed[best]]
+    passing = passing[np.argsort(pair_key[passing], kind="stable")]
+    accepted = _join_without_conflicts(
+        first[passing], second[passing], strength[passing], subject, pixels
+    )
+    dup = passing[accepted]
+    related = np.concatenate([best[~passed[best] & close[best]], passing[~accepted]])
+    # Two known, different subjects of one source are different people: no relation.
+    related = related[~np.isin(pair_key[related], pair_key[other_subject])]
+    related = related[np.argsort(pair_key[related], kind="stable")]
     return Decisions(
-        dup[["i", "j"]].to_numpy(np.int64).reshape(-1, 2),
-        (dup["mirror"] & (dup["strength"] < 2.0)).to_numpy(),
-        related[["i", "j"]].to_numpy(np.int64).reshape(-1, 2),
+        candidates[dup].astype(np.int64).reshape(-1, 2),
+        mirrored[dup] & (strength[dup] < 2.0),
+        candidates[related].astype(np.int64).reshape(-1, 2),
         similarity,
         int(same_subject.sum()),
     )
+
+
+def _best_of_twins(
+    key: np.ndarray, mirrored: np.ndarray, passed: np.ndarray, strength: np.ndarray
+) -> np.ndarray:
+    """Positions of the rows to keep, one per pair key: a key is at most twice among the
+    candidates, once direct and once mirrored; of two, keep the one that passed, else the
+    stronger, else the direct one."""
+    direct, flipped = np.flatnonzero(~mirrored), np.flatnonzero(mirrored)
+    direct_keys = key[direct]
+    if len(direct_keys) > 1 and not (direct_keys[1:] > direct_keys[:-1]).all():
+        order = np.argsort(direct_keys, kind="stable")
+        direct, direct_keys = direct[order], direct_keys[order]
+    at = np.searchsorted(direct_keys, key[flipped]).clip(max=max(len(direct) - 1, 0))
+    twin = (direct_keys[at] == key[flipped]) if len(direct) else np.zeros(len(flipped), bool)
+    mine, theirs = flipped[twin], direct[at[twin]]
+    wins = (passed[mine] & ~passed[theirs]) | (
+        (passed[mine] == passed[theirs]) & (strength[mine] > strength[theirs])
+    )
+    keep = np.ones(len(key), bool)
+    keep[theirs[wins]] = False
+    keep[mine[~wins]] = False
+    return np.flatnonzero(keep)
 
 
 def _similarities(
@@ -604,12 +618,16 @@ def _similarities(
 
 
 def _join_without_conflicts(
-    pairs: pd.DataFrame, keys: np.ndarray, pixels: np.ndarray
+    first: np.ndarray,
+    second: np.ndarray,
+    strength: np.ndarray,
+    keys: np.ndarray,
+    pixels: np.ndarray,
 ) -> np.ndarray:
     """Which duplicate pairs to join, strongest first, so that no group holds two different
-    photographs (pixel hashes) of one subject key."""
+    photographs (pixel codes) of one subject key (-1: none)."""
     parent: dict[int, int] = {}
-    members: dict[int, dict[str, str]] = {}
+    members: dict[int, dict[int, int]] = {}
 
     def root(x: int) -> int:
         parent.setdefault(x, x)
@@ -618,15 +636,13 @@ def _join_without_conflicts(
             x = parent[x]
         return x
 
-    def subjects(x: int) -> dict[str, str]:
+    def subjects(x: int) -> dict[int, int]:
         if x not in members:
-            members[x] = {} if keys[x] is None else {keys[x]: pixels[x]}
+            members[x] = {} if keys[x] < 0 else {int(keys[x]): int(pixels[x])}
         return members[x]
 
-    accepted = np.zeros(len(pairs), bool)
-    order = np.argsort(-pairs["strength"].to_numpy(), kind="stable")
-    first, second = pairs["i"].to_numpy(), pairs["j"].to_numpy()
-    for k in order:
+    accepted = np.zeros(len(first), bool)
+    for k in np.argsort(-strength, kind="stable"):
         a, b = root(int(first[k])), root(int(second[k]))
         if a != b:
             left, right = subjects(a), subjects(b)
