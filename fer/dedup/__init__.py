@@ -281,8 +281,13 @@ def candidate_pairs(
         )
     shifted_pairs = np.concatenate(shifted)
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    whole = np.unique(np.concatenate(whole).astype(np.int64), axis=0).reshape(-1, 3)
-    first, second, flipped = whole[:, 0], whole[:, 1], whole[:, 2].astype(bool)
+    # Unique (first, second, mirror) rows as one int64 key each: np.unique over rows sorts
+    # them as records, several times the time and memory at millions of pairs.
+    whole = np.concatenate(whole).astype(np.int64).reshape(-1, 3)
+    key = np.unique((whole[:, 2] * n + whole[:, 0]) * n + whole[:, 1])
+    flipped, rest = np.divmod(key, n * n)
+    first, second = np.divmod(rest, n)
+    flipped = flipped.astype(bool)
     frame_other = np.where(flipped[:, None], words["frame_mirror"][second], frames[second])
     face_other = np.where(flipped[:, None], words["face_mirror"][second], faces[second])
     frame_distance = hamming(frames[first], frame_other)
@@ -293,10 +298,12 @@ def candidate_pairs(
         | ((frame_distance <= params.radius_both) & (face_distance <= params.radius_both))
     )
     whole_pairs = _unordered(first[close], second[close], flipped[close])
-    pairs = np.unique(np.concatenate([whole_pairs, shifted_pairs]), axis=0).reshape(-1, 3)
-    # Direct pairs first, then mirrored, each sorted.
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0], pairs[:, 2]))]
-    return pairs[:, :2].copy(), pairs[:, 2].astype(bool)
+    pairs = np.concatenate([whole_pairs, shifted_pairs]).reshape(-1, 3)
+    # Direct pairs first, then mirrored, each sorted: the order of these keys.
+    key = np.unique((pairs[:, 2] * n + pairs[:, 0]) * n + pairs[:, 1])
+    del pairs
+    mirror, rest = np.divmod(key, n * n)
+    return np.stack(np.divmod(rest, n), axis=1), mirror.astype(bool)
 
 
 def _unordered(first: np.ndarray, second: np.ndarray, mirror: np.ndarray) -> np.ndarray:
