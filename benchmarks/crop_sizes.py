@@ -89,6 +89,7 @@ def run_ferdata(folder: str, work: str) -> dict:
     root = Path(work)
     params = parse_params({"sources": {"photos": {"format": "image_folder", "path": folder}}}, root)
     ingest_source(params.sources["photos"], IngestParams(), root / "ingest", progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     summary = crop_source(
         root / "ingest",
@@ -98,9 +99,16 @@ def run_ferdata(folder: str, work: str) -> dict:
         progress=False,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     rows = read_table(root / "crop", columns=["id", "crop_status"]).to_pandas()
     found = {r.id.split("/", 1)[1]: r.crop_status == "ok" for r in rows.itertuples()}
-    return {"seconds": seconds, "found": found, "synthesized": summary["synthesized_pixel_share"]}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "found": found,
+        "synthesized": summary["synthesized_pixel_share"],
+    }
 
 
 def run_facenet(folder: str, work: str) -> dict:
@@ -163,9 +171,9 @@ def main() -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp())
     print(
         "| side | images | fer-data img/s | facenet img/s | ratio | fer-data peak RSS | "
-        "facenet peak RSS | found fer-data / facenet | agree |"
+        "facenet peak RSS | found fer-data / facenet | agree | fer-data CPU ms/img (cores busy) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     try:
         for side in (int(s) for s in args.sizes.split(",")):
             folder = work / f"photos{side}"
@@ -176,10 +184,11 @@ def main() -> None:
             n = len(ours["found"])
             rate = n / ours["seconds"]
             found = sum(ours["found"].values()) / n
+            cpu = f"{ours['cpu_seconds'] / n * 1000:.1f} ({ours['cpu_seconds'] / ours['seconds']:.2f})"
             if theirs is None:
                 print(
                     f"| {side} | {n} | {rate:.0f} | | | {ours['peak_rss_mb']:.0f} MB | | "
-                    f"{found:.3f} | |"
+                    f"{found:.3f} | | {cpu} |"
                 )
                 continue
             their_rate = n / theirs["seconds"]
@@ -188,7 +197,7 @@ def main() -> None:
             print(
                 f"| {side} | {n} | {rate:.0f} | {their_rate:.1f} | {rate / their_rate:.1f}x | "
                 f"{ours['peak_rss_mb']:.0f} MB | {theirs['peak_rss_mb']:.0f} MB | "
-                f"{found:.3f} / {their_found:.3f} | {agree:.3f} |",
+                f"{found:.3f} / {their_found:.3f} | {agree:.3f} | {cpu} |",
                 flush=True,
             )
     finally:

@@ -394,8 +394,8 @@ def _astronaut_photo(side: int) -> np.ndarray:
 
 
 def test_draft_decode_finds_the_same_box_as_a_full_decode(tmp_path):
-    # A 2048 px JPEG is decoded at 1/8 size (DCT scaling) for detection; the same pixels as a
-    # PNG are decoded whole, then resized to the same detection size.
+    # A 2048 px JPEG is decoded at 1/4 size (DCT scaling) for detection; the same pixels as a
+    # PNG are decoded whole, then box-reduced to the same detection size.
     photo = _astronaut_photo(2048)
     boxes = {}
     for image_format in ("JPEG", "PNG"):
@@ -406,7 +406,7 @@ def test_draft_decode_finds_the_same_box_as_a_full_decode(tmp_path):
         row = read_table(tmp_path / image_format / "out").to_pylist()[0]
         assert row["crop_status"] == "ok", summary
         boxes[image_format] = np.array([row["crop_box"][k] for k in "xywh"])
-    detection_scale = 48 / (0.1 * 2048)  # the face min_face_fraction allows is 48 px there
+    detection_scale = 1 / 4  # the smallest face min_face_fraction allows is >= 48 px there
     assert np.abs(boxes["JPEG"] - boxes["PNG"]).max() * detection_scale <= 1.0, boxes
     x, y, w, h = boxes["JPEG"]
     ex1, ey1, ex2, ey2 = (4 * v for v in ASTRONAUT_FACE)
@@ -503,3 +503,49 @@ def test_detections_do_not_depend_on_the_number_of_cores(lfw):
         assert len(one.boxes) > 0
         for field in ("image", "boxes", "scores", "landmarks"):
             assert np.array_equal(getattr(one, field), getattr(two, field)), field
+
+
+def test_detection_size_is_the_largest_power_of_two_step_keeping_the_face_at_48_px():
+    from fer.crop import _detection_size
+
+    settings, runtime = CropSettings(), CropRuntime()  # min_face_fraction 0.15
+    # (width, height) -> (detection width, height, smallest face there)
+    assert _detection_size(2560, 1920, settings, runtime) == (640, 480, 72.0)  # 1/4
+    assert _detection_size(1281, 961, settings, runtime) == pytest.approx(
+        (641, 481, 72.13), abs=0.01
+    )
+    assert _detection_size(640, 480, settings, runtime) == (640, 480, 72.0)  # no step keeps 48
+    assert _detection_size(48, 48, settings, runtime) == (48, 48, 20.0)  # never upscaled
+    # Without the fraction the longer side is scaled to detect_max_side exactly.
+    whole_frames = CropSettings(min_face_fraction=None)
+    assert _detection_size(1280, 960, whole_frames, runtime) == (640, 480, 20.0)
+
+
+def test_pillow_and_batch_detector_paths_agree(lfw, monkeypatch):
+    # Photos above _PILLOW_FROM_PIXELS go through Pillow image by image on CPUs; forcing the
+    # float-batch path (CUDA's, and small inputs') on the same photos finds the same faces.
+    from fer.crop import detector as detector_module
+
+    faces = [np.stack([_resize(face, 120)] * 3, axis=-1) for face in lfw[:24]]
+    photos = np.stack([np.pad(face, ((40, 40), (60, 60), (0, 0)), mode="edge") for face in faces])
+    assert photos.shape[1] * photos.shape[2] > detector_module._PILLOW_FROM_PIXELS
+    detector = FaceDetector()
+    pillow = detector.detect(photos, 40.0)
+    monkeypatch.setattr(detector_module, "_PILLOW_FROM_PIXELS", 10**9)
+    batch = detector.detect(photos, 40.0)
+    found = {i: pillow.boxes[pillow.image == i][0] for i in set(pillow.image.tolist())}
+    reference = {i: batch.boxes[batch.image == i][0] for i in set(batch.image.tolist())}
+    assert len(found) >= 22 and abs(len(found) - len(reference)) <= 1
+    ious = [_iou(found[i], reference[i]) for i in found.keys() & reference.keys()]
+    assert np.median(ious) > 0.9 and min(ious) > 0.6
+
+
+def test_upright_cut_at_a_subpixel_offset_reproduces_a_linear_ramp():
+    # Bicubic resampling reproduces linear functions exactly: a window shifted by 0.25 px over
+    # a ramp of 2 grey levels per column reads the ramp 0.5 levels further on.
+    ramp = np.tile((np.arange(100) * 2).astype(np.uint8), (80, 1))
+    window = CropWindow(cx=50.25, cy=40.0, side=20.0, angle=0.0)
+    cut = cut_crop(ramp, window, None, "fit").astype(float)
+    expected = 2 * (np.arange(40, 60) + 0.25)
+    assert cut.shape == (20, 20)
+    np.testing.assert_allclose(cut, np.tile(expected, (20, 1)), atol=0.51)

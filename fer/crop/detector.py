@@ -4,13 +4,13 @@ facenet-pytorch's `detect_face` crops every candidate box in a Python loop befor
 and third networks, runs them channels-first (where max-pooling is several times slower on
 CPUs) and ends in a pure-Python non-maximum suppression. This module keeps its weights, its
 image pyramid and its box arithmetic (the same helper functions), and replaces those three steps:
-on CUDA all candidate crops of a batch are resampled at once with `torchvision.ops.roi_align`;
-on CPUs the images stay uint8 Pillow images and every pyramid level (box filter: the area
-mean the reference's `interpolate(..., mode="area")` computes) and candidate crop (bilinear)
-is resampled by Pillow per image on the detector's threads, so no float copy of whole images
-is made (copying, converting and pooling whole float batches cost more than the three
-networks). The networks run channels-last, and the final "Min" suppression is vectorised over
-images.
+all candidate crops of a batch are resampled at once with `torchvision.ops.roi_align` (on
+CUDA, and on CPUs for small inputs such as FER2013's); larger CPU inputs stay uint8 Pillow
+images, and every pyramid level (box filter: the area mean the reference's
+`interpolate(..., mode="area")` computes) and candidate crop (bilinear) is resampled by Pillow
+per image on the detector's threads, so no float copy of whole photos is made (converting,
+copying and pooling whole float batches of photos cost more than the three networks). The
+networks run channels-last, and the final "Min" suppression is vectorised over images.
 
 On CPUs every network call runs single-threaded, in chunks of a fixed size spread over a pool
 of threads: results then depend only on the images, not on the number of cores (torch's own
@@ -41,6 +41,12 @@ A = TypeVar("A")
 B = TypeVar("B")
 _PNET_PIXELS = 1 << 17
 """P-net input pixels per chunk (a fixed size: chunks do not depend on the core count)."""
+_ROI_PART = 512
+_PILLOW_FROM_PIXELS = 128 * 128
+"""CPU detector inputs larger than this go through Pillow image by image (`_Pictures`);
+smaller ones (FER2013's 64 px canvases) as one float batch, where per-image Python calls cost
+more than the whole-batch copies (`benchmarks/crop_fer2013.py`: 278-287 img/s through Pillow,
+312-321 as a batch; `benchmarks/crop_sizes.py`: at 128 px the two are even)."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +127,14 @@ class FaceDetector:
         return scores
 
     def _levels(self, images: np.ndarray | torch.Tensor) -> _Levels | _Pictures:
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and images.shape[1] * images.shape[2] > _PILLOW_FROM_PIXELS:
             return _Pictures(np.asarray(images), self._map)
         if isinstance(images, np.ndarray):
             images = np.require(images, requirements=["C", "W"])
         batch = torch.as_tensor(images, device=self.device)
-        return _Levels(batch.permute(0, 3, 1, 2).float())
+        return _Levels(
+            batch.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+        )
 
     @contextmanager
     def _single_threaded(self) -> Iterator[None]:
@@ -217,7 +225,13 @@ class FaceDetector:
         # Area-resized from the finest 2^-k level at least this size: the same average over
         # the same pixels (up to the level's grid), a fraction of the reads.
         coarse = levels.coarsest_above(size)
-        return pnet(interpolate(levels.level(coarse), size=size, mode="area"))
+        batch = levels.original if coarse == 0 else levels.level(coarse)
+        if self.device.type != "cpu":
+            return pnet(interpolate(batch, size=size, mode="area"))
+        step = max(1, _PNET_PIXELS // (size[0] * size[1]))
+        parts = [batch[i : i + step] for i in range(0, len(batch), step)]
+        outputs = self._map(lambda part: pnet(interpolate(part, size=size, mode="area")), parts)
+        return tuple(torch.cat(p) for p in zip(*outputs, strict=True))
 
     def _crops(
         self, levels: _Levels | _Pictures, boxes: torch.Tensor, inds: torch.Tensor, side: int
@@ -255,9 +269,14 @@ class FaceDetector:
             out[where] = self._roi_align_level(levels.level(k), part, side)
         return out
 
-    @staticmethod
-    def _roi_align_level(image: torch.Tensor, rois: torch.Tensor, side: int) -> torch.Tensor:
-        return roi_align(image, rois, (side, side), 1.0, sampling_ratio=-1, aligned=True)
+    def _roi_align_level(self, image: torch.Tensor, rois: torch.Tensor, side: int) -> torch.Tensor:
+        def align(part: torch.Tensor) -> torch.Tensor:
+            return roi_align(image, part, (side, side), 1.0, sampling_ratio=-1, aligned=True)
+
+        # torchvision's CPU roi_align uses one thread; split the boxes across the cores.
+        if self.device.type != "cpu" or len(rois) <= _ROI_PART:
+            return align(rois)
+        return torch.cat(self._map(align, list(torch.split(rois, _ROI_PART))))
 
     def _stage_two(
         self, levels: _Levels | _Pictures, boxes: torch.Tensor, inds: torch.Tensor
