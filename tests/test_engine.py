@@ -50,6 +50,39 @@ def test_local_and_ray_engines_write_the_same_bytes(tmp_path):
     assert first["total"] == len(images) and first["rejected"] >= 2  # blank and tiny dropped
 
 
+def test_a_two_node_ray_cluster_writes_the_same_bytes_as_the_local_engine(tmp_path):
+    # The cluster recipe (README, Scale): a head and a worker node started apart from the
+    # stage, one CPU each, joined by address; the pool's two actors need a CPU each, so one
+    # runs on each node.
+    pytest.importorskip("ray")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    faces = (skdata.lfw_subset() * 255).round().astype(np.uint8)
+    images = {f"lfw_{i:02d}": _resize(faces[i], 48) for i in range(8)}
+    images["photo"] = _astronaut_photo(320)
+    src = make_dataset(tmp_path / "in", images)
+    settings, runtime = CropSettings(pad=0.17), CropRuntime(device="cpu", batch_size=2)
+    with open_engine("local") as engine:
+        crop_source(src, settings, runtime, tmp_path / "local", progress=False, engine=engine)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        with open_engine("ray", cluster.address) as engine:
+            alive = [node for node in ray.nodes() if node["Alive"]]
+            assert len(alive) == 2 and ray.cluster_resources()["CPU"] == 2
+            summary = crop_source(
+                src, settings, runtime, tmp_path / "cluster", progress=False, engine=engine
+            )
+        assert not ray.is_initialized()  # the engine leaves a cluster it joined
+    finally:
+        cluster.shutdown()
+    assert summary["engine"] == "ray"
+    for path in (tmp_path / "local").iterdir():
+        if path.name != "summary.json":
+            assert path.read_bytes() == (tmp_path / "cluster" / path.name).read_bytes()
+
+
 def test_a_domain_error_inside_a_ray_actor_is_one_line(tmp_path):
     pytest.importorskip("ray")
     import torch

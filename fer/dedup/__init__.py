@@ -15,6 +15,7 @@ whose label maps to nothing are rejects.
 
 from __future__ import annotations
 
+import mmap
 import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +143,9 @@ def dedup_sources(
             crop_dirs, ingest_dirs, names, params, Path(scratch), progress, engine
         )
         candidates, mirrored = candidate_pairs(words, params, bits)
-        decided = decide_pairs(meta, candidates, mirrored, pictures, params)
+        # Only the whole views' words are written out; the sub-windows' are most of the memory.
+        words = {kind: words[kind] for kind in ("frame", "face")}
+        decided = decide_pairs(meta, candidates, mirrored, pictures, params, progress)
         del pictures
     groups = find_groups(
         meta, decided.duplicates, params.duplicates, params.conflicts, decided.duplicate_mirrored
@@ -237,19 +240,13 @@ def candidate_pairs(
         sub = found[:, 1] >= lead
         close = sub & (distance <= query_radius[found[:, 0]])
         shifted.append(
-            _unordered(
-                query_rows[found[close, 0]],
-                (found[close, 1] - lead) // variants,
-                np.full(int(close.sum()), flipped),
+            _unordered_keys(
+                query_rows[found[close, 0]], (found[close, 1] - lead) // variants, flipped, n
             )
         )
         frame_hit = ~sub & (found[:, 0] < n) & (distance <= frame_radius)
-        whole.append(
-            np.stack(
-                [found[frame_hit, 0], found[frame_hit, 1] % max(n, 1), found[frame_hit, 1] >= n],
-                axis=1,
-            )
-        )
+        whole.append(_whole_keys(found[frame_hit], n))
+        del found, distance, sub, close, frame_hit
         # Faces against the own face views' sub-windows (and, direct: own face views against
         # faces, direct and mirrored).
         front = [] if flipped else [faces, words["face_mirror"]]
@@ -266,25 +263,20 @@ def candidate_pairs(
         sub = found[:, 1] >= lead
         close = sub & (distance <= params.radius_face)
         shifted.append(
-            _unordered(
-                found[close, 0],
-                own_face[(found[close, 1] - lead) // variants],
-                np.full(int(close.sum()), flipped),
+            _unordered_keys(
+                found[close, 0], own_face[(found[close, 1] - lead) // variants], flipped, n
             )
         )
         face_hit = ~sub & is_own[found[:, 0]] & (distance <= face_radius)
-        whole.append(
-            np.stack(
-                [found[face_hit, 0], found[face_hit, 1] % max(n, 1), found[face_hit, 1] >= n],
-                axis=1,
-            )
-        )
-    shifted_pairs = np.concatenate(shifted)
+        whole.append(_whole_keys(found[face_hit], n))
+        del found, distance, sub, close, face_hit
+    # Pairs are carried as one int64 key each, (mirror * n + first) * n + second: a third of
+    # the memory of (first, second, mirror) rows, and np.unique sorts keys, not records.
+    shifted_keys = np.concatenate(shifted)
+    del shifted
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    # Unique (first, second, mirror) rows as one int64 key each: np.unique over rows sorts
-    # them as records, several times the time and memory at millions of pairs.
-    whole = np.concatenate(whole).astype(np.int64).reshape(-1, 3)
-    key = np.unique((whole[:, 2] * n + whole[:, 0]) * n + whole[:, 1])
+    key = np.unique(np.concatenate(whole))
+    del whole
     flipped, rest = np.divmod(key, n * n)
     first, second = np.divmod(rest, n)
     flipped = flipped.astype(bool)
@@ -297,21 +289,31 @@ def candidate_pairs(
         | (face_distance <= params.radius_face)
         | ((frame_distance <= params.radius_both) & (face_distance <= params.radius_both))
     )
-    whole_pairs = _unordered(first[close], second[close], flipped[close])
-    pairs = np.concatenate([whole_pairs, shifted_pairs]).reshape(-1, 3)
+    whole_keys = _unordered_keys(first[close], second[close], flipped[close], n)
+    del first, second, flipped, frame_other, face_other, frame_distance, face_distance, close
     # Direct pairs first, then mirrored, each sorted: the order of these keys.
-    key = np.unique((pairs[:, 2] * n + pairs[:, 0]) * n + pairs[:, 1])
-    del pairs
+    key = np.unique(np.concatenate([whole_keys, shifted_keys]))
+    del whole_keys, shifted_keys
     mirror, rest = np.divmod(key, n * n)
     return np.stack(np.divmod(rest, n), axis=1), mirror.astype(bool)
 
 
-def _unordered(first: np.ndarray, second: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-    """(i, j, mirror) rows with i < j, self pairs dropped."""
+def _unordered_keys(
+    first: np.ndarray, second: np.ndarray, mirror: np.ndarray | bool, n: int
+) -> np.ndarray:
+    """Keys (mirror * n + i) * n + j of the pairs with i < j, self pairs dropped."""
     keep = first != second
-    low = np.minimum(first[keep], second[keep])
-    high = np.maximum(first[keep], second[keep])
-    return np.stack([low, high, mirror[keep].astype(np.int64)], axis=1).reshape(-1, 3)
+    first, second = first[keep], second[keep]
+    mirror = mirror[keep] if isinstance(mirror, np.ndarray) else mirror
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    return (np.asarray(mirror, np.int64) * n + low) * n + high
+
+
+def _whole_keys(found: np.ndarray, n: int) -> np.ndarray:
+    """Keys (mirror * n + query) * n + row of whole-view hits: found (q, index position) into
+    an index of n direct then n mirrored whole views."""
+    flipped, row = np.divmod(found[:, 1], max(n, 1))
+    return (flipped * n + found[:, 0]) * n + row
 
 
 def _first_pass(
@@ -481,8 +483,8 @@ class Decisions:
     duplicates: np.ndarray
     duplicate_mirrored: np.ndarray
     related: np.ndarray
-    similarity: np.ndarray
-    """Best NCC of every candidate (NaN where no pixels were compared)."""
+    compared: int
+    """Candidates whose pixels were compared (the rest were decided by pixel hash or subject)."""
     by_subject: int
     """Candidates decided as related because both rows name the same subject."""
 
@@ -493,6 +495,7 @@ def decide_pairs(
     mirrored: np.ndarray,
     pictures: np.ndarray,
     params: DedupParams,
+    progress: bool = False,
 ) -> Decisions:
     """Duplicate or related, for every candidate pair.
 
@@ -509,7 +512,7 @@ def decide_pairs(
     """
     if len(candidates) == 0:
         empty = np.zeros((0, 2), np.int64)
-        return Decisions(empty, np.zeros(0, bool), empty, np.zeros(0), 0)
+        return Decisions(empty, np.zeros(0, bool), empty, 0, 0)
     first, second = candidates[:, 0], candidates[:, 1]
     # Integer codes instead of per-candidate string arrays: at tens of millions of candidates
     # the object arrays alone were gigabytes.
@@ -524,17 +527,18 @@ def decide_pairs(
     # Rows of one source whose subjects are both known need no pixels: the same subject is
     # related, two subjects are two people.
     compare = ~identical & ~known
-    similarity = np.full(len(candidates), np.nan)
+    # One float per candidate, filled in place (tens of millions at a million rows): identical
+    # pixels 2, compared pairs their similarity, the rest -1.
+    strength = np.full(len(candidates), -1.0)
+    strength[identical] = 2.0
     rows = np.flatnonzero(compare)
     # Pairs sharing their second view side by side: a batch resizes each such view once.
-    rows = rows[np.lexsort((mirrored[rows], second[rows]))]
-    same_views = np.concatenate(
-        [
-            (part[:, 0] == part[:, 1]).all(axis=(1, 2))
-            for part in (pictures[k : k + 8192] for k in range(0, len(pictures), 8192))
-        ]
-        or [np.zeros(0, bool)]
-    )
+    rows = rows[np.argsort(second[rows] * 2 + mirrored[rows], kind="stable")]
+    same_views = np.zeros(len(pictures), bool)
+    for k in range(0, len(pictures), 8192):
+        part = pictures[k : k + 8192]
+        same_views[k : k + len(part)] = (part[:, 0] == part[:, 1]).all(axis=(1, 2))
+        _release_pages(pictures)
     score = partial(
         _similarities,
         candidates=candidates,
@@ -543,18 +547,31 @@ def decide_pairs(
         same_views=same_views,
         thresholds=(params.verify_ncc, params.relate_ncc),
     )
-    batches = [rows[start : start + _PAIR_BATCH] for start in range(0, len(rows), _PAIR_BATCH)]
+    threads = worker_count(params.workers)
     # These small batches use two cores far better from two Python threads (BLAS and FFT
     # release the GIL) than as one product on two BLAS threads.
     with (
         threadpool_limits(1, user_api="blas"),
-        ThreadPoolExecutor(worker_count(params.workers)) as pool,
+        ThreadPoolExecutor(threads) as pool,
+        tqdm(
+            total=len(rows), desc="dedup verify", unit="pair", disable=not progress, mininterval=1.0
+        ) as bar,
     ):
-        for chunk, scores in zip(batches, pool.map(score, batches), strict=True):
-            similarity[chunk] = scores
-    strength = np.where(identical, 2.0, np.where(compare, similarity, -1.0))
-    passed = identical | (compare & (similarity >= params.verify_ncc))
-    close = same_subject | (compare & (similarity >= params.relate_ncc))
+        # A bounded window of batches in flight, not one future per batch of all of them.
+        window = _PAIR_BATCH * threads * 16
+        for start in range(0, len(rows), window):
+            batches = [
+                rows[k : k + _PAIR_BATCH]
+                for k in range(start, min(start + window, len(rows)), _PAIR_BATCH)
+            ]
+            for chunk, scores in zip(batches, pool.map(score, batches), strict=True):
+                strength[chunk] = scores
+                bar.update(len(chunk))
+            # The views are a file mapping: let go of the pages read so far (they stay in
+            # the page cache), so the process does not grow by the whole file.
+            _release_pages(pictures)
+    passed = identical | (compare & (strength >= params.verify_ncc))
+    close = same_subject | (compare & (strength >= params.relate_ncc))
     size = len(meta)
     pair_key = first * size + second
     # One row per pair: a pair found both directly and mirrored keeps its better match
@@ -574,9 +591,17 @@ def decide_pairs(
         candidates[dup].astype(np.int64).reshape(-1, 2),
         mirrored[dup] & (strength[dup] < 2.0),
         candidates[related].astype(np.int64).reshape(-1, 2),
-        similarity,
+        len(rows),
         int(same_subject.sum()),
     )
+
+
+def _release_pages(array: np.ndarray) -> None:
+    """Drop this process's mapping of the pages of a memory-mapped file array (the page cache
+    keeps them; reading them again is a minor fault). Other arrays: nothing to do."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _best_of_twins(
@@ -698,10 +723,9 @@ def _group_stats(meta: pd.DataFrame, candidates: np.ndarray, decided: Decisions)
             (rows.groupby("related_group")["source_split"].nunique() > 1).sum()
         )
     kept = meta["dedup_keep"]
-    compared = decided.similarity[~np.isnan(decided.similarity)]
     return {
         "candidate_pairs": len(candidates),
-        "compared_pairs": len(compared),
+        "compared_pairs": decided.compared,
         "duplicate_pairs": len(decided.duplicates),
         "mirror_pairs": int(decided.duplicate_mirrored.sum()),
         "related_pairs": len(decided.related),

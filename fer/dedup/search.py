@@ -3,8 +3,9 @@
 Multi-index hashing (Norouzi, Punjani & Fleet, 2012): split each b-bit hash into m chunks.
 Two hashes within distance r agree to within floor(r / m) bits on at least one chunk
 (pigeonhole), so for every chunk we index the hashes by chunk value and, per hash, look up
-every chunk value within that small distance. Candidates are checked with a full XOR/popcount.
-Lookups, candidate expansion and checks are vectorised over blocks of queries; m is chosen by a
+every chunk value within that small distance. Candidates are checked with a full XOR/popcount, and a pair
+is kept only by the first chunk that finds it (no earlier chunk within floor(r / m) bits), so
+the chunks' results are disjoint and need no de-duplication of everything found. Lookups, candidate expansion and checks are vectorised over blocks of queries; m is chosen by a
 cost model for the given n, bits and radius. `brute_force_pairs` is the blocked reference.
 """
 
@@ -99,7 +100,8 @@ def _multi_index(
     found = []
     boundaries = np.linspace(0, bits, chunks + 1).round().astype(int)
     per_chunk_radius = radius // chunks
-    for lo, hi in pairwise(boundaries):
+    words = hashes.shape[1]
+    for number, (lo, hi) in enumerate(pairwise(boundaries)):
         width = int(hi - lo)
         if single:  # chunk [lo, hi) of the hash, first bit most significant, by shifting
             shift, mask = np.uint64(bits - hi), np.uint64((1 << width) - 1)
@@ -113,18 +115,22 @@ def _multi_index(
             values = index_bits[:, lo:hi].astype(np.int64) @ weights
             query_values = query_bits[:, lo:hi].astype(np.int64) @ weights
         counts = np.bincount(values, minlength=1 << width)
-        order = _stable_order(values, width)
+        # 32-bit bucket tables and row numbers halve the memory traffic of the random lookups
+        # (and the index's memory: tens of millions of sub-window hashes at a million rows).
+        small = np.int32 if len(hashes) < 2**31 else np.int64
+        order = _stable_order(values, width).astype(small)
         del values
         # The index in bucket order, so each probe reads one contiguous run of hashes.
         bucketed = flat_hashes[order]
-        # 32-bit bucket tables halve the memory traffic of the random lookups.
-        small = np.int32 if len(hashes) < 2**31 else np.int64
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(small)
         # Each bucket's (start, end) side by side: one gather per probe reads both.
         starts = np.stack([starts[:-1], starts[1:]], axis=1)
         masks = _masks(width, per_chunk_radius).astype(small)
         query_values = query_values.astype(small)
-        chunk = _Chunk(query_values, masks, starts, bucketed, order, small)
+        earlier = [_chunk_mask(a, b, bits, words) for a, b in pairwise(boundaries[: number + 1])]
+        chunk = _Chunk(
+            query_values, masks, starts, bucketed, order, small, earlier, per_chunk_radius
+        )
         probe = partial(_probe, chunk, flat_queries, radius, block, same, len(hashes))
         # NumPy releases the GIL in these array operations: threads share the index.
         firsts = range(0, len(queries), block)
@@ -136,8 +142,10 @@ def _multi_index(
         found.extend(b for b in blocks if b is not None)
     if not found:
         return np.zeros((0, 2), np.int64)
-    keys = np.unique(np.concatenate(found))
-    return np.stack([keys // len(hashes), keys % len(hashes)], axis=1)
+    keys = np.concatenate(found)
+    del found
+    keys.sort()  # disjoint across chunks and within one: sorting is all np.unique would do
+    return np.stack(np.divmod(keys, len(hashes)), axis=1)
 
 
 class _Chunk(NamedTuple):
@@ -151,6 +159,9 @@ class _Chunk(NamedTuple):
     bucketed: np.ndarray
     order: np.ndarray
     small: type
+    earlier: list[np.ndarray]
+    """Bit masks (per word) of the chunks searched before this one."""
+    per_chunk_radius: int
 
 
 def _probe(
@@ -217,12 +228,34 @@ def _expand(
     offsets = (lo_pos - (ends - sizes)).astype(np.int64 if total >= 2**31 else chunk.small)
     position = np.arange(total, dtype=offsets.dtype) + np.repeat(offsets, sizes)
     query_of = np.repeat(query_of_probe, sizes)
-    close = hamming_flat(flat_queries[query_of], chunk.bucketed[position]) <= radius
-    query_of, other = query_of[close], chunk.order[position[close]]
+    candidates = chunk.bucketed[position]
+    close = hamming_flat(flat_queries[query_of], candidates) <= radius
+    query_of, position = query_of[close], position[close]
+    if chunk.earlier:
+        # A pair an earlier chunk also finds (within per_chunk_radius there) is that chunk's.
+        xor = np.bitwise_xor(flat_queries[query_of], candidates[close])
+        first_here = np.ones(len(xor), bool)
+        for mask in chunk.earlier:
+            inside = np.bitwise_count(xor & (mask[0] if xor.ndim == 1 else mask))
+            if xor.ndim > 1:
+                inside = inside.sum(axis=-1, dtype=np.int64)
+            first_here &= inside > chunk.per_chunk_radius
+        query_of, position = query_of[first_here], position[first_here]
+    other = chunk.order[position].astype(np.int64)
     if same:
         keep = other > query_of
         query_of, other = query_of[keep], other[keep]
     return query_of * size + other
+
+
+def _chunk_mask(lo: int, hi: int, bits: int, words: int) -> np.ndarray:
+    """(words,) uint64 mask of hash bits [lo, hi), bit 0 the most significant of the `bits`
+    that the words hold right-aligned (the layout `_bits` unpacks)."""
+    mask = [0] * words
+    for bit in range(lo, hi):
+        position = words * 64 - bits + bit  # from the first word's most significant bit
+        mask[position // 64] |= 1 << (63 - position % 64)
+    return np.array(mask, dtype=np.uint64)
 
 
 def _stable_order(values: np.ndarray, width: int) -> np.ndarray:
