@@ -257,6 +257,40 @@ def test_a_face_view_inside_another_face_view_is_a_candidate():
     assert len(candidate_pairs(words, DedupParams(workers=1), 64)[0]) == 0
 
 
+def test_decisions_read_from_a_file_mapping_equal_decisions_in_memory(tmp_path):
+    # The stage reads the verification views from a memory-mapped scratch file and lets go of
+    # its pages as it goes: the same decisions as from an array in memory.
+    from fer.dedup import decide_pairs
+    from fer.dedup.verify import VIEW_SIDE, grey_view
+
+    faces = (skdata.lfw_subset() * 255).round().astype(np.uint8)[:6]
+    views = [grey_view(Image.fromarray(f)) for f in faces]
+    shifted = [grey_view(Image.fromarray(f).crop((1, 1, f.shape[1], f.shape[0]))) for f in faces]
+    pictures = np.stack([np.stack([v, v]) for v in [*views, *shifted]])
+    n = len(pictures)
+    meta = pd.DataFrame(
+        {
+            "id": [f"row{k}" for k in range(n)],
+            "source": "s",
+            "subject": pd.Series([None] * n, dtype=object),
+            "pixel_hash": [f"p{k}" for k in range(n)],
+        }
+    )
+    candidates = np.array([[i, j] for i in range(n) for j in range(i + 1, n)], np.int64)
+    mirrored = np.zeros(len(candidates), bool)
+    path = tmp_path / "views.u8"
+    pictures.tofile(path)
+    mapped = np.memmap(path, np.uint8, "r", shape=(n, 2, VIEW_SIDE, VIEW_SIDE))
+    params = DedupParams(workers=1)
+    in_memory = decide_pairs(meta, candidates, mirrored, pictures, params)
+    from_file = decide_pairs(meta, candidates, mirrored, mapped, params, progress=False)
+    assert in_memory.compared == from_file.compared == len(candidates)
+    for field in ("duplicates", "duplicate_mirrored", "related"):
+        np.testing.assert_array_equal(getattr(in_memory, field), getattr(from_file, field))
+    # Each face and its copy a pixel off are one duplicate pair; the faces are unrelated.
+    assert in_memory.duplicates.tolist() == [[k, k + 6] for k in range(6)]
+
+
 # Groups -----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["brute_force_pairs", "hamming", "radius_pairs", "radius_pairs_between"]
 
 _MAX_CHUNK_BITS = 26  # bucket index arrays of 2^26 int32 stay under 256 MiB
-_MAX_EXPANDED = 1 << 21
+_MAX_EXPANDED = 1 << 19
 """Candidates checked at once per thread (a few dozen MB of temporaries)."""
 
 
@@ -45,7 +45,7 @@ def brute_force_pairs(hashes: np.ndarray, radius: int, block: int = 4096) -> np.
 
 
 def radius_pairs(
-    hashes: np.ndarray, radius: int, bits: int, block: int = 4096, threads: int = 1
+    hashes: np.ndarray, radius: int, bits: int, block: int = 1024, threads: int = 1
 ) -> np.ndarray:
     """Every (i, j), i < j, with Hamming distance <= radius, as a sorted (p, 2) int64 array;
     `threads` search blocks of queries at once."""
@@ -63,7 +63,7 @@ def radius_pairs_between(
     hashes: np.ndarray,
     radius: int,
     bits: int,
-    block: int = 4096,
+    block: int = 1024,
     threads: int = 1,
 ) -> np.ndarray:
     """Every (q, h) with distance(queries[q], hashes[h]) <= radius, sorted (p, 2) int64."""
@@ -118,7 +118,7 @@ def _multi_index(
         # 32-bit bucket tables and row numbers halve the memory traffic of the random lookups
         # (and the index's memory: tens of millions of sub-window hashes at a million rows).
         small = np.int32 if len(hashes) < 2**31 else np.int64
-        order = _stable_order(values, width).astype(small)
+        order = _stable_order(values, width)
         del values
         # The index in bucket order, so each probe reads one contiguous run of hashes.
         bucketed = flat_hashes[order]
@@ -260,14 +260,19 @@ def _chunk_mask(lo: int, hi: int, bits: int, words: int) -> np.ndarray:
 
 def _stable_order(values: np.ndarray, width: int) -> np.ndarray:
     """`np.argsort(values, kind="stable")` of `width`-bit values, as an LSD radix sort of two
-    16-bit halves: NumPy radix-sorts 16-bit keys, twice as fast here as its int64 sort."""
+    16-bit halves: NumPy radix-sorts 16-bit keys, twice as fast here as its int64 sort. The
+    order comes back as int32 when it fits (the halves are cut first, so the temporaries are
+    16-bit keys and one order: tens of millions of sub-window hashes at a million rows)."""
+    small = np.int32 if len(values) < 2**31 else np.int64
     if width > 32:
-        return np.argsort(values, kind="stable")
+        return np.argsort(values, kind="stable").astype(small)
     if width <= 16:
-        return np.argsort(values.astype(np.uint16), kind="stable")
+        return np.argsort(values.astype(np.uint16), kind="stable").astype(small)
     low_bits = width // 2
+    high = np.right_shift(values, low_bits).astype(np.uint16)
     order = np.argsort((values & ((1 << low_bits) - 1)).astype(np.uint16), kind="stable")
-    high = (values[order] >> low_bits).astype(np.uint16)
+    order = order.astype(small)
+    high = high[order]
     return order[np.argsort(high, kind="stable")]
 
 
