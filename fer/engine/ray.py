@@ -55,7 +55,16 @@ class RayEngine(Engine):
                 "log_to_driver": False,
             }
             if address:
-                ray.init(address=address, **options)
+                try:
+                    ray.init(address=address, **options)
+                except ConnectionError as exc:
+                    raise FerDataError(
+                        f"params.yaml: engine.address {address!r} reached no Ray cluster "
+                        f"({str(exc).splitlines()[0]}); start one (`ray start --head`), and "
+                        "where it uses token authentication (`ray start` turns it on in Ray "
+                        "2.60) set RAY_AUTH_MODE=token here, with its token in "
+                        "~/.ray/auth_token or RAY_AUTH_TOKEN"
+                    ) from None
             else:
                 ray.init(num_cpus=os.cpu_count() or 1, **options)
             self._started = True
