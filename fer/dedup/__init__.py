@@ -275,7 +275,7 @@ def candidate_pairs(
     shifted_keys = np.concatenate(shifted)
     del shifted
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    key = np.unique(np.concatenate(whole))
+    key = _sorted_unique(whole)
     del whole
     flipped, rest = np.divmod(key, n * n)
     first, second = np.divmod(rest, n)
@@ -292,10 +292,28 @@ def candidate_pairs(
     whole_keys = _unordered_keys(first[close], second[close], flipped[close], n)
     del first, second, flipped, frame_other, face_other, frame_distance, face_distance, close
     # Direct pairs first, then mirrored, each sorted: the order of these keys.
-    key = np.unique(np.concatenate([whole_keys, shifted_keys]))
+    parts = [whole_keys, shifted_keys]
     del whole_keys, shifted_keys
-    mirror, rest = np.divmod(key, n * n)
-    return np.stack(np.divmod(rest, n), axis=1), mirror.astype(bool)
+    key = _sorted_unique(parts)
+    mirror = key >= n * n
+    key %= max(n * n, 1)
+    pairs = np.empty((len(key), 2), np.int64)
+    np.floor_divide(key, n, out=pairs[:, 0])
+    np.remainder(key, n, out=pairs[:, 1])
+    return pairs, mirror
+
+
+def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """`np.unique(np.concatenate(parts))`, sorted in place: at tens of millions of keys
+    np.unique's sorted copy and index arrays were the stage's peak memory. Empties `parts`,
+    so the pieces are freed once joined."""
+    keys = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    parts.clear()
+    keys.sort()
+    distinct = np.empty(len(keys), bool)
+    distinct[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+    return keys[distinct]
 
 
 def _unordered_keys(
