@@ -212,11 +212,11 @@ def test_search_equals_brute_force_on_random_hashes(radius):
 
 @pytest.mark.parametrize("width", [8, 16, 21, 26, 40])
 def test_radix_order_is_numpys_stable_argsort(width):
-    from fer.dedup.search import _stable_order
+    from fer.dedup.search import stable_order
 
     values = np.random.default_rng(width).integers(0, 1 << width, 50_000, dtype=np.int64)
     values[::7] = values[0]  # many ties: stability matters
-    np.testing.assert_array_equal(_stable_order(values, width), np.argsort(values, kind="stable"))
+    np.testing.assert_array_equal(stable_order(values, width), np.argsort(values, kind="stable"))
 
 
 def test_search_on_256_bit_hashes():

@@ -19,6 +19,7 @@ import mmap
 import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,7 +39,7 @@ from fer.config import DedupParams
 from fer.dataset import DEDUP_SCHEMA, DatasetWriter, dataset_shards, iter_batches
 from fer.dedup.groups import GROUP_COLUMNS, find_groups
 from fer.dedup.hashwork import SUB_WINDOWS, HashWorker
-from fer.dedup.search import hamming, radius_pairs_between
+from fer.dedup.search import hamming, radius_keys_between, stable_order
 from fer.dedup.verify import VIEW_SIDE, similarities
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
@@ -62,6 +63,7 @@ GALLERY = "duplicates.png"
 RELATED_GALLERY = "related.png"
 _CHUNK = 512
 _PAIR_BATCH = 1024
+_HIT_SLICE = 1 << 21
 _HASH_VIEWS = ("frame", "frame_mirror", "face", "face_mirror", "shifted", "shifted_mirror")
 _RECORD_COLUMNS = (
     "id",
@@ -191,7 +193,8 @@ def dedup_sources(
 def candidate_pairs(
     words: Mapping[str, np.ndarray], params: DedupParams, bits: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (i < j) within the hash radii, and whether each matched mirrored.
+    """Candidate pairs (i < j) within the hash radii, and whether each matched mirrored; the
+    row numbers are int32 when they fit, and the pairs are sorted by (j, mirrored, i).
 
     A pair is a candidate when its frame hashes are within `radius_frame`, or its face hashes
     within `radius_face`, or both within `radius_both`; or when one frame is within
@@ -229,78 +232,91 @@ def candidate_pairs(
         front = [] if flipped else [frames, words["frame_mirror"]]
         index = np.concatenate([*front, words[key]]) if front else words[key]
         lead = 2 * n if front else 0
-        found = radius_pairs_between(
+        found = radius_keys_between(
             queries,
             index,
             max(int(query_radius.max(initial=0)), frame_radius if front else 0),
             bits,
             threads=threads,
         )
-        distance = hamming(queries[found[:, 0]], index[found[:, 1]])
-        sub = found[:, 1] >= lead
-        close = sub & (distance <= query_radius[found[:, 0]])
-        shifted.append(
-            _unordered_keys(
-                query_rows[found[close, 0]], (found[close, 1] - lead) // variants, flipped, n
+        for part in _slices(found):
+            query, position = np.divmod(part, len(index))
+            distance = hamming(queries[query], index[position])
+            sub = position >= lead
+            close = sub & (distance <= query_radius[query])
+            shifted.append(
+                _unordered_keys(
+                    query_rows[query[close]], (position[close] - lead) // variants, flipped, n
+                )
             )
-        )
-        frame_hit = ~sub & (found[:, 0] < n) & (distance <= frame_radius)
-        whole.append(_whole_keys(found[frame_hit], n))
-        del found, distance, sub, close, frame_hit
+            hit = ~sub & (query < n) & (distance <= frame_radius)
+            whole.append(_whole_keys(query[hit], position[hit], n))
+        del found, index
+        _release_pages(words[key])
         # Faces against the own face views' sub-windows (and, direct: own face views against
         # faces, direct and mirrored).
         front = [] if flipped else [faces, words["face_mirror"]]
         subs = words[f"face_{key}"].reshape(-1, width)[own_subs]
+        _release_pages(words[f"face_{key}"])
         index = np.concatenate([*front, subs]) if front else subs
-        found = radius_pairs_between(
+        del subs
+        found = radius_keys_between(
             faces,
             index,
             max(params.radius_face, face_radius if front else 0),
             bits,
             threads=threads,
         )
-        distance = hamming(faces[found[:, 0]], index[found[:, 1]])
-        sub = found[:, 1] >= lead
-        close = sub & (distance <= params.radius_face)
-        shifted.append(
-            _unordered_keys(
-                found[close, 0], own_face[(found[close, 1] - lead) // variants], flipped, n
+        for part in _slices(found):
+            query, position = np.divmod(part, len(index))
+            distance = hamming(faces[query], index[position])
+            sub = position >= lead
+            close = sub & (distance <= params.radius_face)
+            shifted.append(
+                _unordered_keys(
+                    query[close], own_face[(position[close] - lead) // variants], flipped, n
+                )
             )
-        )
-        face_hit = ~sub & is_own[found[:, 0]] & (distance <= face_radius)
-        whole.append(_whole_keys(found[face_hit], n))
-        del found, distance, sub, close, face_hit
-    # Pairs are carried as one int64 key each, (mirror * n + first) * n + second: a third of
-    # the memory of (first, second, mirror) rows, and np.unique sorts keys, not records.
-    shifted_keys = np.concatenate(shifted)
-    del shifted
+            hit = ~sub & is_own[query] & (distance <= face_radius)
+            whole.append(_whole_keys(query[hit], position[hit], n))
+        del found, index
+    # Pairs are carried as one int64 key each, (second * 2 + mirror) * n + first: a third of
+    # the memory of (first, second, mirror) rows, a sort of keys, not of records, and sorted
+    # keys put the pairs sharing one view side by side, the order the verification takes.
     # Whole-view matches: union of frame and face hits, then the three-radius rule.
-    key = _sorted_unique(whole)
-    del whole
-    flipped, rest = np.divmod(key, n * n)
-    first, second = np.divmod(rest, n)
-    flipped = flipped.astype(bool)
-    frame_other = np.where(flipped[:, None], words["frame_mirror"][second], frames[second])
-    face_other = np.where(flipped[:, None], words["face_mirror"][second], faces[second])
-    frame_distance = hamming(frames[first], frame_other)
-    face_distance = hamming(faces[first], face_other)
-    close = (
-        (frame_distance <= params.radius_frame)
-        | (face_distance <= params.radius_face)
-        | ((frame_distance <= params.radius_both) & (face_distance <= params.radius_both))
-    )
-    whole_keys = _unordered_keys(first[close], second[close], flipped[close], n)
-    del first, second, flipped, frame_other, face_other, frame_distance, face_distance, close
-    # Direct pairs first, then mirrored, each sorted: the order of these keys.
-    parts = [whole_keys, shifted_keys]
-    del whole_keys, shifted_keys
-    key = _sorted_unique(parts)
-    mirror = key >= n * n
-    key %= max(n * n, 1)
-    pairs = np.empty((len(key), 2), np.int64)
-    np.floor_divide(key, n, out=pairs[:, 0])
-    np.remainder(key, n, out=pairs[:, 1])
+    matched = []
+    for part in _slices(_sorted_unique(whole)):
+        flipped, rest = np.divmod(part, n * n)
+        first, second = np.divmod(rest, n)
+        flipped = flipped.astype(bool)
+        frame_other = np.where(flipped[:, None], words["frame_mirror"][second], frames[second])
+        face_other = np.where(flipped[:, None], words["face_mirror"][second], faces[second])
+        frame_distance = hamming(frames[first], frame_other)
+        face_distance = hamming(faces[first], face_other)
+        close = (
+            (frame_distance <= params.radius_frame)
+            | (face_distance <= params.radius_face)
+            | ((frame_distance <= params.radius_both) & (face_distance <= params.radius_both))
+        )
+        matched.append(_unordered_keys(first[close], second[close], flipped[close], n))
+    matched.extend(shifted)
+    del shifted
+    key = _sorted_unique(matched)
+    # Row numbers as int32 when they fit: tens of millions of pairs go on to the decisions.
+    pairs = np.empty((len(key), 2), np.int32 if n < 2**31 else np.int64)
+    np.remainder(key, max(n, 1), out=pairs[:, 0])
+    key //= max(n, 1)
+    mirror = (key & 1).astype(bool)
+    key >>= 1
+    pairs[:, 1] = key
     return pairs, mirror
+
+
+def _slices(values: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive slices of at most _HIT_SLICE values: the temporaries of a step over tens
+    of millions of hits stay a few dozen MB."""
+    for start in range(0, len(values), _HIT_SLICE):
+        yield values[start : start + _HIT_SLICE]
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -319,19 +335,19 @@ def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
 def _unordered_keys(
     first: np.ndarray, second: np.ndarray, mirror: np.ndarray | bool, n: int
 ) -> np.ndarray:
-    """Keys (mirror * n + i) * n + j of the pairs with i < j, self pairs dropped."""
+    """Keys (j * 2 + mirror) * n + i of the pairs with i < j, self pairs dropped."""
     keep = first != second
     first, second = first[keep], second[keep]
     mirror = mirror[keep] if isinstance(mirror, np.ndarray) else mirror
     low, high = np.minimum(first, second), np.maximum(first, second)
-    return (np.asarray(mirror, np.int64) * n + low) * n + high
+    return (high.astype(np.int64) * 2 + np.asarray(mirror, np.int64)) * n + low
 
 
-def _whole_keys(found: np.ndarray, n: int) -> np.ndarray:
-    """Keys (mirror * n + query) * n + row of whole-view hits: found (q, index position) into
-    an index of n direct then n mirrored whole views."""
-    flipped, row = np.divmod(found[:, 1], max(n, 1))
-    return (flipped * n + found[:, 0]) * n + row
+def _whole_keys(query: np.ndarray, position: np.ndarray, n: int) -> np.ndarray:
+    """Keys (mirror * n + query) * n + row of whole-view hits: positions into an index of n
+    direct then n mirrored whole views."""
+    flipped, row = np.divmod(position, max(n, 1))
+    return (flipped * n + query) * n + row
 
 
 def _first_pass(
@@ -361,12 +377,15 @@ def _first_pass(
     )
     total, width = meta.num_rows, max(1, params.hash_size**2 // 64)
     # One contiguous array per kind of hash, filled as results arrive (a single array of every
-    # row's words would need copies of its strided sub-window slices for the search: 0.6 GB
-    # more at a million rows).
+    # row's words would need copies of its strided sub-window slices for the search). The
+    # sub-windows' words (576 bytes a row) are appended to scratch files like the views and
+    # read back memory-mapped: the search reads one kind at a time.
     stacked = {
-        kind: np.zeros((total * count, width), np.uint64)
+        kind: np.zeros((total, width), np.uint64)
         for kind, (_, _, count) in _WORD_LAYOUT.items()
+        if count == 1
     }
+    windows = [kind for kind, (_, _, count) in _WORD_LAYOUT.items() if count > 1]
     processes = worker_count(params.workers) if engine.in_process else 1
     factory = partial(HashWorker, params.hash, params.hash_size, params.hash_margin, processes)
     views_file = scratch / "views.u8"
@@ -376,7 +395,9 @@ def _first_pass(
             total=total, desc="dedup hash", unit="img", disable=not progress, mininterval=1.0
         ) as bar,
         open(views_file, "wb") as out,
+        ExitStack() as files,
     ):
+        window_files = {k: files.enter_context(open(scratch / f"{k}.u64", "wb")) for k in windows}
         for table in engine.map_tasks(factory, tasks):
             rows = table.num_rows
             if not table.column("id").equals(meta.column("id").slice(filled, rows)):
@@ -385,19 +406,25 @@ def _first_pass(
                 rows, 2, 2 + 2 * SUB_WINDOWS, width
             )
             for kind, (direction, first, count) in _WORD_LAYOUT.items():
-                stacked[kind][filled * count : (filled + rows) * count] = block[
-                    :, direction, first : first + count
-                ].reshape(-1, width)
+                part = block[:, direction, first : first + count].reshape(-1, width)
+                if kind in window_files:
+                    window_files[kind].write(part.tobytes())
+                else:
+                    stacked[kind][filled : filled + rows] = part
             out.write(_fixed_array(table.column("views"), np.uint8).tobytes())
             filled += rows
             bar.update(rows)
-    shape = (filled, 2, VIEW_SIDE, VIEW_SIDE)
-    pictures = (
-        np.memmap(views_file, dtype=np.uint8, mode="r", shape=shape)
-        if filled
-        else np.zeros(shape, np.uint8)
-    )
+    for kind in windows:
+        stacked[kind] = _mapped(scratch / f"{kind}.u64", np.uint64, (filled * SUB_WINDOWS, width))
+    pictures = _mapped(views_file, np.uint8, (filled, 2, VIEW_SIDE, VIEW_SIDE))
     return meta.to_pandas(), stacked, pictures, rejects
+
+
+def _mapped(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only mapping of a scratch file (zeros when it is empty: nothing to map)."""
+    if shape[0] == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
 def _fixed_array(column: pa.ChunkedArray, dtype: type) -> np.ndarray:
@@ -535,23 +562,32 @@ def decide_pairs(
     # Integer codes instead of per-candidate string arrays: at tens of millions of candidates
     # the object arrays alone were gigabytes.
     pixels = pd.factorize(meta["pixel_hash"])[0]
-    identical = pixels[first] == pixels[second]
     subject = pd.factorize(meta["source"].astype(str) + "\x00" + meta["subject"].astype(str))[0]
     subject[pd.isna(meta["subject"]).to_numpy()] = -1
     source = pd.factorize(meta["source"])[0]
-    known = (subject[first] >= 0) & (subject[second] >= 0) & (source[first] == source[second])
-    same_subject = known & (subject[first] == subject[second])
-    other_subject = known & (subject[first] != subject[second])
-    # Rows of one source whose subjects are both known need no pixels: the same subject is
-    # related, two subjects are two people.
-    compare = ~identical & ~known
+    identical, same_subject, other_subject = (np.empty(len(candidates), bool) for _ in range(3))
+    # In slices: the per-candidate gathers of tens of millions of codes were the peak.
+    for start in range(0, len(candidates), _HIT_SLICE):
+        a, b = first[start : start + _HIT_SLICE], second[start : start + _HIT_SLICE]
+        stop = start + len(a)
+        identical[start:stop] = pixels[a] == pixels[b]
+        # Rows of one source whose subjects are both known need no pixels: the same subject
+        # is related, two subjects are two people.
+        known = (subject[a] >= 0) & (subject[b] >= 0) & (source[a] == source[b])
+        same_subject[start:stop] = known & (subject[a] == subject[b])
+        other_subject[start:stop] = known & (subject[a] != subject[b])
+    compare = ~identical & ~same_subject & ~other_subject
     # One float per candidate, filled in place (tens of millions at a million rows): identical
     # pixels 2, compared pairs their similarity, the rest -1.
     strength = np.full(len(candidates), -1.0)
     strength[identical] = 2.0
-    rows = np.flatnonzero(compare)
-    # Pairs sharing their second view side by side: a batch resizes each such view once.
-    rows = rows[np.argsort(second[rows] * 2 + mirrored[rows], kind="stable")]
+    rows = np.concatenate(
+        [
+            np.flatnonzero(compare[start : start + _HIT_SLICE]).astype(candidates.dtype) + start
+            for start in range(0, len(candidates), _HIT_SLICE)
+        ]
+    )
+    rows = _by_second_view(rows, second, mirrored, len(pictures))
     same_views = np.zeros(len(pictures), bool)
     for k in range(0, len(pictures), 8192):
         part = pictures[k : k + 8192]
@@ -585,33 +621,60 @@ def decide_pairs(
             for chunk, scores in zip(batches, pool.map(score, batches), strict=True):
                 strength[chunk] = scores
                 bar.update(len(chunk))
-            # The views are a file mapping: let go of the pages read so far (they stay in
-            # the page cache), so the process does not grow by the whole file.
-            _release_pages(pictures)
+    compared = len(rows)
+    del rows, score
     passed = identical | (compare & (strength >= params.verify_ncc))
     close = same_subject | (compare & (strength >= params.relate_ncc))
+    # Only pairs that passed or are close decide anything: a pair's twin (the same rows,
+    # matched the other way) shares its pixel-hash and subject tests, so a twin that is
+    # neither never wins over one that is. Keeps the rest of the work to these few rows.
+    shown = np.flatnonzero(passed | close)
     size = len(meta)
-    pair_key = first * size + second
+
+    def pair_key(at: np.ndarray) -> np.ndarray:
+        return first[at].astype(np.int64) * size + second[at]
+
     # One row per pair: a pair found both directly and mirrored keeps its better match
     # (passed first, then the stronger, then the direct one).
-    best = _best_of_twins(pair_key, mirrored, passed, strength)
+    best = shown[_best_of_twins(pair_key(shown), mirrored[shown], passed[shown], strength[shown])]
     passing = best[passed[best]]
-    passing = passing[np.argsort(pair_key[passing], kind="stable")]
+    passing = passing[np.argsort(pair_key(passing), kind="stable")]
     accepted = _join_without_conflicts(
         first[passing], second[passing], strength[passing], subject, pixels
     )
     dup = passing[accepted]
     related = np.concatenate([best[~passed[best] & close[best]], passing[~accepted]])
     # Two known, different subjects of one source are different people: no relation.
-    related = related[~np.isin(pair_key[related], pair_key[other_subject])]
-    related = related[np.argsort(pair_key[related], kind="stable")]
+    related = related[~other_subject[related]]
+    related = related[np.argsort(pair_key(related), kind="stable")]
     return Decisions(
         candidates[dup].astype(np.int64).reshape(-1, 2),
         mirrored[dup] & (strength[dup] < 2.0),
         candidates[related].astype(np.int64).reshape(-1, 2),
-        len(rows),
+        compared,
         int(same_subject.sum()),
     )
+
+
+def _by_second_view(
+    rows: np.ndarray, second: np.ndarray, mirrored: np.ndarray, views: int
+) -> np.ndarray:
+    """`rows` stably sorted by (second, mirrored): a batch resizes each view it shares once.
+    Candidates from `candidate_pairs` come in that order already, so this is only a check."""
+    previous = -1
+    for start in range(0, len(rows), _HIT_SLICE):
+        at = rows[start : start + _HIT_SLICE]
+        key = second[at].astype(np.int64) * 2 + mirrored[at]
+        if key[0] < previous or (key[1:] < key[:-1]).any():
+            break
+        previous = int(key[-1])
+    else:
+        return rows
+    key = np.empty(len(rows), np.int64 if views >= 2**30 else np.int32)
+    for start in range(0, len(rows), _HIT_SLICE):
+        at = rows[start : start + _HIT_SLICE]
+        key[start : start + len(at)] = second[at] * 2 + mirrored[at]
+    return rows[stable_order(key, max(1, int(2 * views).bit_length()))]
 
 
 def _release_pages(array: np.ndarray) -> None:
@@ -657,12 +720,20 @@ def _similarities(
     face views fall short of the first threshold (verify_ncc) and the frame view differs from
     the face view on either side (tight crops are their own face view)."""
     first, second, mirror = candidates[chunk, 0], candidates[chunk, 1], mirrored[chunk]
-    score = similarities(pictures[:, 0], first, second, mirror, thresholds)
-    again = (score < thresholds[0]) & ~(same_views[first] & same_views[second])
+    again_views = ~(same_views[first] & same_views[second])
+    # The batch's rows copied out of the views at once, then the mapping let go of: each
+    # read of a mapped file maps the pages around it too (the kernel's fault-around, 64 KB),
+    # so reading views in place grew the process by ~64 KB per row touched.
+    rows, at = np.unique(np.concatenate([first, second]), return_inverse=True)
+    views = np.array(pictures[rows])
+    _release_pages(pictures)
+    first, second = at[: len(first)], at[len(first) :]
+    score = similarities(views[:, 0], first, second, mirror, thresholds)
+    again = (score < thresholds[0]) & again_views
     if again.any():
         score[again] = np.maximum(
             score[again],
-            similarities(pictures[:, 1], first[again], second[again], mirror[again], thresholds),
+            similarities(views[:, 1], first[again], second[again], mirror[again], thresholds),
         )
     return score
 

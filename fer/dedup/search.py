@@ -19,7 +19,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["brute_force_pairs", "hamming", "radius_pairs", "radius_pairs_between"]
+__all__ = [
+    "brute_force_pairs",
+    "hamming",
+    "pairs_of_keys",
+    "radius_keys_between",
+    "radius_pairs",
+    "radius_pairs_between",
+    "stable_order",
+]
 
 _MAX_CHUNK_BITS = 26  # bucket index arrays of 2^26 int32 stay under 256 MiB
 _MAX_EXPANDED = 1 << 19
@@ -55,7 +63,8 @@ def radius_pairs(
     chunks = _choose_chunks(len(hashes), bits, radius)
     if chunks is None:
         return brute_force_pairs(hashes, radius)
-    return _multi_index(hashes, hashes, radius, bits, chunks, block, True, threads)
+    keys = _multi_index(hashes, hashes, radius, bits, chunks, block, True, threads)
+    return pairs_of_keys(keys, len(hashes))
 
 
 def radius_pairs_between(
@@ -67,19 +76,44 @@ def radius_pairs_between(
     threads: int = 1,
 ) -> np.ndarray:
     """Every (q, h) with distance(queries[q], hashes[h]) <= radius, sorted (p, 2) int64."""
+    hashes = np.atleast_2d(hashes)
+    keys = radius_keys_between(queries, hashes, radius, bits, block, threads)
+    return pairs_of_keys(keys, len(hashes))
+
+
+def radius_keys_between(
+    queries: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+    bits: int,
+    block: int = 1024,
+    threads: int = 1,
+) -> np.ndarray:
+    """`radius_pairs_between` as sorted int64 keys q * len(hashes) + h: a third of the
+    memory of the pairs, for callers that go through tens of millions of them in slices."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.uint64)
     hashes = np.ascontiguousarray(np.atleast_2d(hashes), dtype=np.uint64)
     if len(queries) == 0 or len(hashes) == 0:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros(0, np.int64)
     chunks = _choose_chunks(max(len(queries), len(hashes)), bits, radius)
     if chunks is None:
         found = []
         for start in range(0, len(queries), 2048):
             dist = hamming(queries[start : start + 2048, None, :], hashes[None, :, :])
             i, j = np.nonzero(dist <= radius)
-            found.append(np.stack([i + start, j], axis=1))
-        return _sorted_pairs(found)
+            found.append((i + start).astype(np.int64) * len(hashes) + j)
+        keys = np.concatenate(found)
+        keys.sort()
+        return keys
     return _multi_index(queries, hashes, radius, bits, chunks, block, False, threads)
+
+
+def pairs_of_keys(keys: np.ndarray, size: int) -> np.ndarray:
+    """(p, 2) int64 pairs (key // size, key % size), written into one array."""
+    pairs = np.empty((len(keys), 2), np.int64)
+    np.floor_divide(keys, max(size, 1), out=pairs[:, 0])
+    np.remainder(keys, max(size, 1), out=pairs[:, 1])
+    return pairs
 
 
 def _multi_index(
@@ -118,7 +152,7 @@ def _multi_index(
         # 32-bit bucket tables and row numbers halve the memory traffic of the random lookups
         # (and the index's memory: tens of millions of sub-window hashes at a million rows).
         small = np.int32 if len(hashes) < 2**31 else np.int64
-        order = _stable_order(values, width)
+        order = stable_order(values, width)
         del values
         # The index in bucket order, so each probe reads one contiguous run of hashes.
         bucketed = flat_hashes[order]
@@ -139,13 +173,16 @@ def _multi_index(
                 blocks = list(pool.map(probe, firsts))
         else:
             blocks = [probe(first) for first in firsts]
-        found.extend(b for b in blocks if b is not None)
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    keys = np.concatenate(found)
+        # One array per chunk: joining every block of every chunk at the end held the blocks
+        # and their join at once.
+        blocks = [b for b in blocks if b is not None]
+        if blocks:
+            found.append(np.concatenate(blocks))
+        del blocks, chunk, probe, bucketed, order, starts
+    keys = np.concatenate(found) if found else np.zeros(0, np.int64)
     del found
     keys.sort()  # disjoint across chunks and within one: sorting is all np.unique would do
-    return np.stack(np.divmod(keys, len(hashes)), axis=1)
+    return keys
 
 
 class _Chunk(NamedTuple):
@@ -258,7 +295,7 @@ def _chunk_mask(lo: int, hi: int, bits: int, words: int) -> np.ndarray:
     return np.array(mask, dtype=np.uint64)
 
 
-def _stable_order(values: np.ndarray, width: int) -> np.ndarray:
+def stable_order(values: np.ndarray, width: int) -> np.ndarray:
     """`np.argsort(values, kind="stable")` of `width`-bit values, as an LSD radix sort of two
     16-bit halves: NumPy radix-sorts 16-bit keys, twice as fast here as its int64 sort. The
     order comes back as int32 when it fits (the halves are cut first, so the temporaries are
