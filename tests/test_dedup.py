@@ -289,6 +289,37 @@ def test_decisions_read_from_a_file_mapping_equal_decisions_in_memory(tmp_path):
         np.testing.assert_array_equal(getattr(in_memory, field), getattr(from_file, field))
     # Each face and its copy a pixel off are one duplicate pair; the faces are unrelated.
     assert in_memory.duplicates.tolist() == [[k, k + 6] for k in range(6)]
+    # Candidates in any order (the stage hands them sorted by second view): the same decisions.
+    order = np.random.default_rng(0).permutation(len(candidates))
+    shuffled = decide_pairs(meta, candidates[order], mirrored[order], pictures, params)
+    for field in ("duplicates", "duplicate_mirrored", "related"):
+        np.testing.assert_array_equal(getattr(in_memory, field), getattr(shuffled, field))
+
+
+def test_candidates_come_as_int32_rows_in_verification_order():
+    # Sorted by (second, mirrored, first): a verification batch resizes each view it shares
+    # once, without a sort of tens of millions of pairs.
+    from fer.dedup import candidate_pairs
+    from fer.dedup.hashwork import SUB_WINDOWS
+
+    n = 600
+    words = {
+        "frame": _planted(n, 8, seed=11),
+        "face": _planted(n, 8, seed=12),
+    }
+    words["frame_mirror"], words["face_mirror"] = words["face"][::-1].copy(), words["frame"]
+    rng = np.random.default_rng(13)
+    for key in ("shifted", "shifted_mirror", "face_shifted", "face_shifted_mirror"):
+        words[key] = np.repeat(words["frame"], SUB_WINDOWS, axis=0) ^ rng.integers(
+            0, 2, size=(n * SUB_WINDOWS, 1), dtype=np.uint64
+        )
+    pairs, mirrored = candidate_pairs(words, DedupParams(workers=1), 64)
+    assert pairs.dtype == np.int32 and len(pairs) > 100 and mirrored.any() and (~mirrored).any()
+    assert (pairs[:, 0] < pairs[:, 1]).all()
+    order = np.lexsort((pairs[:, 0], mirrored, pairs[:, 1]))
+    np.testing.assert_array_equal(order, np.arange(len(pairs)))
+    keys = (pairs[:, 1].astype(np.int64) * 2 + mirrored) * n + pairs[:, 0]
+    assert len(np.unique(keys)) == len(keys)
 
 
 # Groups -----------------------------------------------------------------------------------
@@ -457,7 +488,7 @@ def test_gallery_and_stats(sample_dedup):
 
 @pytest.mark.parametrize("n", [50, 3000])
 def test_pairs_between_two_sets_match_brute_force(n):
-    from fer.dedup.search import radius_pairs_between
+    from fer.dedup.search import pairs_of_keys, radius_keys_between, radius_pairs_between
 
     rng = np.random.default_rng(n)
     queries = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64)
@@ -468,3 +499,6 @@ def test_pairs_between_two_sets_match_brute_force(n):
     expected = np.argwhere(dist <= 6)
     assert np.array_equal(found, expected[np.lexsort((expected[:, 1], expected[:, 0]))])
     assert len(found) >= n
+    keys = radius_keys_between(queries, hashes, 6, 64)
+    np.testing.assert_array_equal(keys, found[:, 0] * len(hashes) + found[:, 1])
+    np.testing.assert_array_equal(pairs_of_keys(keys, len(hashes)), found)
