@@ -9,6 +9,7 @@ Layout of one stage output folder::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -327,7 +328,10 @@ class DatasetWriter:
             name = f"part-{len(self._shards):05d}.parquet"
             self._shards.append(name)
             self._writer = pq.ParquetWriter(
-                self._tmp / name, self._schema, compression="zstd", write_statistics=["id"]
+                self._tmp / name,
+                self._schema,
+                write_statistics=["id"],
+                **_column_encoding(self._schema),
             )
         table = pa.concat_tables(self._tables)
         self._writer.write_table(table)
@@ -341,6 +345,23 @@ class DatasetWriter:
             self._writer.close()
             self._writer = None
             self._shard_written = 0
+
+
+def _column_encoding(schema: pa.Schema) -> dict[str, Any]:
+    """zstd and dictionaries for every column but the encoded image bytes: JPEG and PNG bytes
+    do not compress (2 % on FER2013's PNGs), and dictionary-encoding them hashed every image
+    (writing the 35,887 FER2013 rows: 0.39 s with both, 0.22 s without)."""
+    empty = io.BytesIO()
+    pq.write_table(schema.empty_table(), empty)
+    layout = pq.ParquetFile(io.BytesIO(empty.getvalue())).schema
+    leaves = [layout.column(k).path for k in range(len(layout))]
+    plain = [path for path in leaves if path != "image.bytes"]
+    if len(plain) == len(leaves):
+        return {"compression": "zstd"}
+    return {
+        "compression": {**dict.fromkeys(plain, "zstd"), "image.bytes": "none"},
+        "use_dictionary": plain,
+    }
 
 
 def _count_key(value: Any) -> str:

@@ -51,7 +51,7 @@ def pixel_hash(pixels: np.ndarray) -> str:
     """Hex digest of decoded uint8 pixels and their shape; the exact-duplicate key."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(pixels.shape).encode())
-    digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).data)  # no copy of the pixels
     return digest.hexdigest()
 
 

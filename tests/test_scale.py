@@ -123,3 +123,12 @@ def test_row_groups_are_bounded_by_bytes_and_add_table_matches_add(tmp_path):
             sizes = [len(image["bytes"]) for image in group.column("image").to_pylist()]
             assert sum(sizes[:-1]) < 1000  # the budget, reached by the last row at most
     assert folders["add"] == folders["add_table"]
+    # Image bytes are stored as they are (JPEG and PNG do not compress); the rest is zstd.
+    columns = file.metadata.row_group(0)
+    codecs = {
+        columns.column(c).path_in_schema: columns.column(c) for c in range(columns.num_columns)
+    }
+    assert codecs["image.bytes"].compression == "UNCOMPRESSED"
+    assert "PLAIN_DICTIONARY" not in codecs["image.bytes"].encodings
+    assert "RLE_DICTIONARY" not in codecs["image.bytes"].encodings
+    assert {c.compression for p, c in codecs.items() if p != "image.bytes"} == {"ZSTD"}
