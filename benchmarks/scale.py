@@ -2,7 +2,7 @@
 time and peak RSS.
 
 usage: python benchmarks/scale.py N [N ...] [--shared ../shared/data] [--crop pass|detect]
-       [--work DIR] [--keep] [--stages ingest,crop]
+       [--work DIR] [--keep] [--reuse] [--stages ingest,crop]
 
 Builds N real-looking faces as an image folder (class folders named by the FER2013 label):
 FER2013 and CK+48 faces, each blended (35-50 %) with another, randomly drawn face of the same
@@ -188,14 +188,20 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/fer-scale")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--stages", help="comma-separated stages to run (default: all five)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a project a --keep run left in --work (the folder and the stages' outputs)",
+    )
     args = parser.parse_args()
     rows = []
     for count in args.sizes:
         project = Path(args.work) / f"n{count}"
-        subprocess.run(["rm", "-rf", str(project)], check=True)
         folder = project / "faces"
-        built = build_folder(Path(args.shared), count, folder)
-        print(json.dumps({"n": count, "built_s": round(built, 1)}), flush=True)
+        if not (args.reuse and folder.is_dir()):
+            subprocess.run(["rm", "-rf", str(project)], check=True)
+            built = build_folder(Path(args.shared), count, folder)
+            print(json.dumps({"n": count, "built_s": round(built, 1)}), flush=True)
         (project / "params.yaml").write_text(yaml.safe_dump(_params(folder, args.crop)))
         only = set(args.stages.split(",")) if args.stages else None
         rows += run_stages(project, count, only)

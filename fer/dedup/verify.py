@@ -20,7 +20,6 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.fft
 from PIL import Image
 
 __all__ = [
@@ -140,7 +139,7 @@ def _best(
     todo = np.flatnonzero(best < _QUICK)
     if len(todo):
         # The centres' spectra, transposed as the regions are (see _searched).
-        spectra = np.conj(scipy.fft.rfft2(centre.transpose(0, 2, 1), s=(_FFT_SIDE, _FFT_SIDE)))
+        spectra = _spectra(centre, 1)
         found = _searched(spectra, a_of[todo], b, b_of[todo], _SCREEN)
         best[todo] = np.maximum(best[todo], found)
         unsure[todo] |= _near(best[todo], (_PROMISING, _QUICK))
@@ -198,6 +197,58 @@ def _searched_rows(scale: float, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(resize_matrix(side)[low : high + WINDOW], dtype=dtype)
 
 
+@functools.cache
+def _forward_matrices(dtype: type, length: int, sign: int) -> tuple[np.ndarray, np.ndarray]:
+    """The DFT (`_FFT_SIDE` points, exponent sign `sign`: +1 gives the conjugated spectrum) of
+    a zero-padded (length, length) image as two matrices: over its rows, real in and
+    interleaved complex out ((length, 2 * half), the halved axis), and over its columns
+    ((length, _FFT_SIDE) complex). Products of a few dozen columns use the cores far better
+    than batches of tiny FFTs over strided axes."""
+    size, half = _FFT_SIDE, _FFT_SIDE // 2 + 1
+    rows = np.exp(sign * 2j * np.pi * np.outer(np.arange(length), np.arange(half)) / size)
+    rows_real = np.empty((length, 2 * half))
+    rows_real[:, 0::2], rows_real[:, 1::2] = rows.real, rows.imag
+    columns = np.exp(sign * 2j * np.pi * np.outer(np.arange(length), np.arange(size)) / size)
+    return rows_real.astype(dtype), columns.astype(_complex(dtype))
+
+
+@functools.cache
+def _backward_matrices(dtype: type, shifts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse DFT to the first `shifts` shifts only, as two matrices: over the full axis
+    ((_FFT_SIDE, shifts) complex), then over the halved one ((2 * half, shifts) real, reading
+    interleaved complex, with the Hermitian weights of a real inverse)."""
+    size, half = _FFT_SIDE, _FFT_SIDE // 2 + 1
+    frequency = np.arange(half)
+    full = np.exp(2j * np.pi * np.outer(np.arange(size), np.arange(shifts)) / size) / size
+    weight = np.where((frequency == 0) | (frequency == size // 2), 1.0, 2.0)[:, None]
+    angle = 2 * np.pi * np.outer(frequency, np.arange(shifts)) / size
+    halved = np.empty((2 * half, shifts))
+    halved[0::2], halved[1::2] = weight * np.cos(angle) / size, -weight * np.sin(angle) / size
+    return full.astype(_complex(dtype)), halved.astype(dtype)
+
+
+def _complex(dtype: type) -> type:
+    return np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
+
+
+def _spectra(images: np.ndarray, sign: int) -> np.ndarray:
+    """(n, half, _FFT_SIDE) spectra of the transposes of (n, k, k) images zero-padded to
+    _FFT_SIDE: halved over the transposes' rows, full over their columns; `sign` +1 gives
+    them conjugated."""
+    count, length = len(images), images.shape[-1]
+    rows, columns = _forward_matrices(images.dtype.type, length, sign)
+    half = _FFT_SIDE // 2 + 1
+    # A transpose's rows are the image's columns: the last axis, a plain product.
+    flat = np.ascontiguousarray(images).reshape(count * length, length)
+    over_rows = (flat @ rows).view(columns.dtype).reshape(count, length, half)
+    over_rows = np.ascontiguousarray(over_rows.transpose(0, 2, 1))
+    return (over_rows.reshape(count * half, length) @ columns).reshape(count, half, _FFT_SIDE)
+
+
+_PAIR_BLOCK = 256
+"""Pairs whose spectra products are transformed back at once (a few MB: they stay in cache)."""
+
+
 def _searched(
     spectra: np.ndarray,
     a_of: np.ndarray,
@@ -212,14 +263,15 @@ def _searched(
     count, n, dtype = len(views), len(a_of), views.dtype
     best = np.full(n, -1.0)
     area = WINDOW * WINDOW
+    half = _FFT_SIDE // 2 + 1
     flat = views.reshape(count * VIEW_SIDE, VIEW_SIDE)
     for scale in scales:
         rows = _searched_rows(scale, dtype)
         height = len(rows)
         # Two single products over all views: (V R^T)^T R^T = (R V R^T)^T, the region
         # transposed; the centres' spectra are transposed to match.
-        half = (flat @ rows.T).reshape(count, VIEW_SIDE, height).transpose(0, 2, 1)
-        region = (np.ascontiguousarray(half).reshape(-1, VIEW_SIDE) @ rows.T).reshape(
+        half_region = (flat @ rows.T).reshape(count, VIEW_SIDE, height).transpose(0, 2, 1)
+        region = (np.ascontiguousarray(half_region).reshape(-1, VIEW_SIDE) @ rows.T).reshape(
             count, height, height
         )
         band = _window_sums(height, WINDOW).astype(dtype)
@@ -227,15 +279,21 @@ def _searched(
         squares = band @ (region * region) @ band.T
         std = np.sqrt(np.maximum(squares - sums * sums / area, 0) / area) + 1e-6
         shifts = len(band)
-        # The 2-D FFT one axis at a time, computing only the searched shifts on the way back.
-        padded = np.zeros((count, _FFT_SIDE, _FFT_SIDE), dtype)
-        padded[:, :height, :height] = region
-        spectrum = scipy.fft.fft(scipy.fft.rfft(padded, axis=-1), axis=1)
-        correlation = scipy.fft.irfft(
-            scipy.fft.ifft(spectra[a_of] * spectrum[b_of], axis=1)[:, :shifts],
-            n=_FFT_SIDE,
-            axis=-1,
-        )[:, :, :shifts]
-        ncc = correlation / (std[b_of] * area)
-        best = np.maximum(best, ncc.reshape(n, -1).max(axis=1))
+        back, back_half = _backward_matrices(dtype.type, shifts)
+        spectrum = _spectra(region.transpose(0, 2, 1), -1)
+        # The correlations come back (x, y): the scale per shift laid out the same way.
+        scale_of = np.ascontiguousarray((1.0 / (std * area)).transpose(0, 2, 1))
+        for first in range(0, n, _PAIR_BLOCK):
+            pairs = slice(first, first + _PAIR_BLOCK)
+            of_b = b_of[pairs]
+            m = len(of_b)
+            product = spectra[a_of[pairs]] * spectrum[of_b]
+            # Back over the full axis, then the halved one: (m, half, x), then (m, x, y).
+            partial = (product.reshape(m * half, _FFT_SIDE) @ back).reshape(m, half, shifts)
+            partial = np.ascontiguousarray(partial.transpose(0, 2, 1)).view(dtype)
+            correlation = (partial.reshape(m * shifts, 2 * half) @ back_half).reshape(
+                m, shifts * shifts
+            )
+            correlation *= scale_of[of_b].reshape(m, -1)
+            best[pairs] = np.maximum(best[pairs], correlation.max(axis=1))
     return best
