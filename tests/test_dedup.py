@@ -224,6 +224,31 @@ def test_search_on_256_bit_hashes():
     np.testing.assert_array_equal(radius_pairs(hashes, 20, 256), brute_force_pairs(hashes, 20))
 
 
+@pytest.mark.parametrize("radius", [2, 8])
+def test_compiled_search_equals_the_vectorised_one_on_crowded_buckets(radius):
+    # Face hashes crowd buckets (biased low-frequency bits): most rows here share their top
+    # 40 bits. One-word hashes take the compiled loop; the same hashes as two words (a zero
+    # high word, same 64 bits) take the vectorised path.
+    from fer.dedup.search import radius_keys_between
+
+    rng = np.random.default_rng(radius)
+    low = rng.integers(0, 1 << 24, size=(3000, 1), dtype=np.uint64)
+    top = rng.choice(np.array([0, 0xABCDE12345], np.uint64), size=(3000, 1), p=[0.2, 0.8])
+    hashes = (top << np.uint64(24)) | low
+    two_words = np.concatenate([np.zeros_like(hashes), hashes], axis=1)
+    compiled = radius_pairs(hashes, radius, 64, block=256, threads=2)
+    assert len(compiled) > 20
+    np.testing.assert_array_equal(compiled, radius_pairs(two_words, radius, 64))
+    np.testing.assert_array_equal(compiled, brute_force_pairs(hashes, radius))
+    queries = hashes[::3] ^ np.uint64(0b101)
+    np.testing.assert_array_equal(
+        radius_keys_between(queries, hashes, radius, 64),
+        radius_keys_between(
+            np.concatenate([np.zeros_like(queries), queries], 1), two_words, radius, 64
+        ),
+    )
+
+
 def test_search_edge_cases():
     assert radius_pairs(np.zeros((0, 1), np.uint64), 4, 64).shape == (0, 2)
     assert radius_pairs(np.zeros((1, 1), np.uint64), 4, 64).shape == (0, 2)

@@ -5,8 +5,10 @@ Two hashes within distance r agree to within floor(r / m) bits on at least one c
 (pigeonhole), so for every chunk we index the hashes by chunk value and, per hash, look up
 every chunk value within that small distance. Candidates are checked with a full XOR/popcount, and a pair
 is kept only by the first chunk that finds it (no earlier chunk within floor(r / m) bits), so
-the chunks' results are disjoint and need no de-duplication of everything found. Lookups, candidate expansion and checks are vectorised over blocks of queries; m is chosen by a
-cost model for the given n, bits and radius. `brute_force_pairs` is the blocked reference.
+the chunks' results are disjoint and need no de-duplication of everything found. For one-word
+hashes (64 bits and fewer) each block of queries runs as a compiled loop (`fer.dedup.kernels`);
+longer hashes are vectorised over blocks of queries. m is chosen by a cost model for the given
+n, bits and radius. `brute_force_pairs` is the blocked reference.
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ def _multi_index(
 ) -> np.ndarray:
     single = hashes.shape[1] == 1
     # One-word hashes are compared as flat uint64 arrays: a third of the memory traffic.
-    flat_hashes, flat_queries = (hashes[:, 0], queries[:, 0]) if single else (hashes, queries)
+    flat_hashes, flat_queries = (
+        (hashes[:, 0], np.ascontiguousarray(queries[:, 0])) if single else (hashes, queries)
+    )
     if not single:
         index_bits, query_bits = _bits(hashes, bits), _bits(queries, bits)
     found = []
@@ -162,11 +166,14 @@ def _multi_index(
         masks = _masks(width, per_chunk_radius).astype(small)
         query_values = query_values.astype(small)
         earlier = [_chunk_mask(a, b, bits, words) for a, b in pairwise(boundaries[: number + 1])]
+        # Queries visited in order of their chunk value: consecutive queries probe nearby
+        # buckets (on 200k rows a third less time, spent mostly waiting on the bucket table).
+        visit = stable_order(query_values, width)
         chunk = _Chunk(
-            query_values, masks, starts, bucketed, order, small, earlier, per_chunk_radius
+            query_values, masks, starts, bucketed, order, small, earlier, per_chunk_radius, visit
         )
         probe = partial(_probe, chunk, flat_queries, radius, block, same, len(hashes))
-        # NumPy releases the GIL in these array operations: threads share the index.
+        # The compiled loop and NumPy release the GIL: threads share the index.
         firsts = range(0, len(queries), block)
         if threads > 1 and len(firsts) > 1:
             with ThreadPoolExecutor(threads) as pool:
@@ -199,6 +206,8 @@ class _Chunk(NamedTuple):
     earlier: list[np.ndarray]
     """Bit masks (per word) of the chunks searched before this one."""
     per_chunk_radius: int
+    visit: np.ndarray
+    """Query numbers in the order the compiled loop visits them (one-word hashes)."""
 
 
 def _probe(
@@ -211,6 +220,26 @@ def _probe(
     first: int,
 ) -> np.ndarray | None:
     """Keys q * size + h of the pairs that queries [first, first + block) find in one chunk."""
+    if flat_queries.ndim == 1:  # one-word hashes: the compiled loop
+        from fer.dedup.kernels import probe_block
+
+        keys = probe_block(
+            chunk.query_values,
+            flat_queries,
+            chunk.visit,
+            chunk.masks,
+            chunk.starts,
+            chunk.bucketed,
+            chunk.order,
+            np.array([mask[0] for mask in chunk.earlier], np.uint64),
+            chunk.per_chunk_radius,
+            radius,
+            same,
+            size,
+            first,
+            min(len(flat_queries), first + block),
+        )
+        return keys if len(keys) else None
     batch = np.arange(first, min(len(flat_queries), first + block), dtype=np.int64)
     masks, starts = chunk.masks, chunk.starts
     probes = (chunk.query_values[batch, None] ^ masks[None, :]).ravel()
