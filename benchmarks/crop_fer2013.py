@@ -1,6 +1,6 @@
 """Benchmark: MTCNN re-cropping of all 35,887 real FER2013 images.
 
-usage: python benchmarks/crop_fer2013.py [SHARED_DATA] [--reference N]
+usage: python benchmarks/crop_fer2013.py [SHARED_DATA] [--reference N] [--processes N]
 
 Builds the FER2013 CSV with ../shared/data/fer2013/make_csv.py, ingests it, then runs the crop
 stage with the fer2013 settings of params.yaml. Prints images/s, the face-found rate per class,
@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument(
         "--reference", type=int, default=2048, help="images for facenet's MTCNN (0: skip)"
     )
+    parser.add_argument(
+        "--processes", type=int, help="crop.runtime.processes (default: params.yaml's)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -39,6 +42,8 @@ def main() -> None:
 
     params = load_params(REPO / "params.yaml")
     settings, runtime = params.crop["fer2013"], params.crop_runtime
+    if args.processes is not None:
+        runtime = runtime.model_copy(update={"processes": args.processes})
     device = resolve_device(runtime.device)
     name = (
         torch.cuda.get_device_name()
@@ -47,7 +52,8 @@ def main() -> None:
     )
     print(
         f"device: {name}; settings: pad={settings.pad} margin={settings.margin} "
-        f"min_face_size={settings.min_face_size} thresholds={settings.thresholds} min_score={settings.min_score}"
+        f"min_face_size={settings.min_face_size} thresholds={settings.thresholds} min_score={settings.min_score} "
+        f"processes={runtime.processes}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from isal import isal_zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["Rejection", "StoredImage", "decode_grey", "encode_png", "load_image", "pixel_hash"]
@@ -94,10 +95,33 @@ def _decode_png(data: bytes) -> Image.Image | None:
 
 def encode_png(pixels: np.ndarray) -> bytes:
     """Lossless PNG of a uint8 HxW (grayscale) or HxWx3 (RGB) array."""
-    buffer = io.BytesIO()
-    # zlib's fastest level: a 270 px face crop encodes in 5 ms instead of 16 for 8 % more bytes.
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or pixels.shape[2:] not in ((), (3,)):
+        raise ValueError(
+            f"encode_png takes uint8 HxW or HxWx3 pixels, not {pixels.dtype} {pixels.shape}"
+        )
+    height, width = pixels.shape[:2]
+    rows = np.ascontiguousarray(pixels).reshape(height, -1)
+    # Every row PNG's "Up" filter (the difference to the row above, mod 256), then ISA-L's
+    # deflate at level 1: ~7x faster than Pillow (adaptive filters, zlib level 1) for 1.6 %
+    # more bytes (benchmarks/png_encode.py). ISA-L gives the same bytes on every x86-64 CPU
+    # with SSE4.2 (AVX2 or not).
+    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2
+    filtered[:1, 1:] = rows[:1]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if pixels.ndim == 2 else 2, 0, 0, 0)
+    return b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", isal_zlib.compress(filtered.data, 1)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def load_image(data: bytes, max_pixels: int) -> StoredImage | Rejection:

@@ -549,3 +549,52 @@ def test_upright_cut_at_a_subpixel_offset_reproduces_a_linear_ramp():
     expected = 2 * (np.arange(40, 60) + 0.25)
     assert cut.shape == (20, 20)
     np.testing.assert_allclose(cut, np.tile(expected, (20, 1)), atol=0.51)
+
+
+def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path, lfw, monkeypatch):
+    import fer.crop
+
+    images = {f"face_{i:02d}": _resize(lfw[i], 48) for i in range(30)} | {
+        f"other_{i}": _resize(lfw[150 + i], 48) for i in range(4)
+    }
+    src = make_dataset(tmp_path / "in", images)
+    monkeypatch.setattr(fer.crop, "_PROCESSES_FROM_ROWS", 0)
+    pools = []
+    real_imap = fer.crop.ordered_imap
+
+    def spy(fn, items, workers, *args, **kwargs):
+        pools.append(workers)
+        return real_imap(fn, items, workers, *args, **kwargs)
+
+    monkeypatch.setattr(fer.crop, "ordered_imap", spy)
+    outputs = {}
+    for processes in (1, 2):
+        runtime = CropRuntime(device="cpu", batch_size=8, processes=processes)
+        crop_source(
+            src, CropSettings(pad=0.17), runtime, tmp_path / f"p{processes}", progress=False
+        )
+        outputs[processes] = {
+            p.name: p.read_bytes() for p in sorted((tmp_path / f"p{processes}").iterdir())
+        }
+    assert pools == [2]  # five batches over two processes; processes: 1 stayed in this one
+    assert outputs[1] == outputs[2]
+    rows = read_table(tmp_path / "p2").to_pylist()
+    assert sum(r["crop_status"] in ("ok", "frame_face") for r in rows) >= 28
+
+
+def _die(*args: object, **kwargs: object) -> None:
+    import os
+
+    os._exit(9)  # as the kernel's out-of-memory killer ends a process: no exception, no cleanup
+
+
+def test_a_worker_process_that_dies_is_one_clear_error(tmp_path, lfw, monkeypatch):
+    import fer.crop
+    from fer.errors import FerDataError
+
+    src = make_dataset(tmp_path / "in", {f"face_{i:02d}": _resize(lfw[i], 48) for i in range(8)})
+    monkeypatch.setattr(fer.crop, "_PROCESSES_FROM_ROWS", 0)
+    monkeypatch.setattr(fer.crop, "_crop_task", _die)
+    runtime = CropRuntime(device="cpu", batch_size=2, processes=2)
+    with pytest.raises(FerDataError, match="worker process ended abruptly"):
+        crop_source(src, CropSettings(pad=0.17), runtime, tmp_path / "out", progress=False)

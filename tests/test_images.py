@@ -147,3 +147,22 @@ def test_decode_grey_gives_pillows_grey_pixels(payload):
     decoded = decode_grey(data)
     assert decoded.mode == "L"
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(expected))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (48, 48), (3, 1), (5, 7, 3), (97, 61, 3)])
+def test_encode_png_decodes_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    pixels[: shape[0] // 2] = 255 - pixels[: shape[0] // 2]  # rows that differ by wrapping
+    for array in (pixels, pixels[:, ::-1]):  # contiguous and strided
+        data = encode_png(array)
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "PNG" and image.mode == ("L" if array.ndim == 2 else "RGB")
+            assert np.array_equal(np.asarray(image), array)
+        assert isinstance(load_image(data, 10**6), StoredImage)  # kept as it is
+
+
+def test_encode_png_refuses_what_png_here_cannot_hold():
+    with pytest.raises(ValueError, match="uint8 HxW or HxWx3"):
+        encode_png(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="uint8 HxW or HxWx3"):
+        encode_png(np.zeros((4, 4), np.uint16))

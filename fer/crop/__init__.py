@@ -9,6 +9,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,8 +44,9 @@ from fer.dataset import (
 from fer.device import resolve_device
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
+from fer.errors import FerDataError
 from fer.images import encode_png
-from fer.parallel import worker_count
+from fer.parallel import ordered_imap, worker_count
 from fer.sheet import contact_sheet, thumbnail
 
 __all__ = ["CONTACT_SHEET", "CropWorker", "crop_source"]
@@ -75,6 +77,9 @@ class _Prepared:
     extra: dict[str, Any] = field(default_factory=dict)
     min_face: float = 20.0
     """Smallest face searched, in detector-input pixels."""
+    full_frame: bool = False
+    """The detector input holds the image's own RGB pixels at full size (from `offset`): the
+    crop is cut from it instead of decoding the image again."""
 
 
 def crop_source(
@@ -94,7 +99,9 @@ def crop_source(
     source = upstream.get("source", Path(in_dir).name)
     engine = engine or LocalEngine()
     tasks = _batch_plan(in_dir, settings, runtime)
-    factory = partial(CropWorker, settings, runtime)
+    factory = partial(
+        CropWorker, settings, runtime, _process_count(settings, runtime, engine, tasks)
+    )
     tally = _Tally(settings)
     with (
         DatasetWriter(
@@ -122,12 +129,14 @@ def crop_source(
 
 class CropWorker:
     """Crops the rows a task names (`shard`, `start`, `stop`): built once per process or
-    actor, it loads the detector once; `run` pipelines decoding, detection and cutting."""
+    actor, it loads the detector once; `run` pipelines decoding, detection and cutting.
+    With `processes` > 1 the tasks go to that many processes (the local engine on CPUs),
+    each with a worker of its own that crops a whole task on one thread."""
 
-    def __init__(self, settings: CropSettings, runtime: CropRuntime) -> None:
-        self.settings, self.runtime = settings, runtime
+    def __init__(self, settings: CropSettings, runtime: CropRuntime, processes: int = 1) -> None:
+        self.settings, self.runtime, self.processes = settings, runtime, processes
         self.detector = None
-        if settings.enabled:
+        if settings.enabled and processes == 1:
             from fer.crop.detector import FaceDetector
 
             self.detector = FaceDetector(
@@ -137,6 +146,21 @@ class CropWorker:
             )
 
     def run(self, tasks: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
+        if self.processes > 1:
+            # Forked, as torch's DataLoader forks its workers: nothing to import again, and
+            # each child sets one torch thread before its first op (what makes forking safe
+            # after the parent has used OpenMP).
+            import fer.crop.detector  # noqa: F401 (imported once here, inherited by the children)
+
+            work = partial(_crop_task, settings=self.settings, runtime=self.runtime)
+            try:
+                yield from ordered_imap(work, tasks, self.processes)
+            except BrokenProcessPool as exc:
+                raise FerDataError(
+                    f"crop: a worker process ended abruptly ({exc}); the machine may be out "
+                    "of memory: lower crop.runtime.pixel_budget or crop.runtime.processes"
+                ) from None
+            return
         reader = RowReader()
         with ThreadPoolExecutor(worker_count(self.runtime.workers)) as pool:
             batches = (
@@ -148,6 +172,37 @@ class CropWorker:
                     [{**i.row, **i.extra, "crop_detail": i.detail} for i in items],
                     schema=_RESULT_SCHEMA,
                 )
+
+
+_PROCESSES_FROM_ROWS = 256
+"""Fewer rows are cropped in this process (a batch or two: nothing to spread)."""
+_process_worker: list[tuple[CropSettings, CropRuntime, CropWorker]] = []
+
+
+def _process_count(
+    settings: CropSettings, runtime: CropRuntime, engine: Engine, tasks: list[dict[str, Any]]
+) -> int:
+    """Processes for CPU detection on the local engine: one thread holds Python's lock
+    between the small torch and Pillow calls, so threads kept ~1.5 of 2 cores busy and two
+    processes cropped 1.6x the images (`benchmarks/crop_sizes.py`, 256 px photos)."""
+    if not (settings.enabled and engine.in_process and len(tasks) > 1):
+        return 1
+    if sum(t["stop"] - t["start"] for t in tasks) < _PROCESSES_FROM_ROWS:
+        return 1
+    if resolve_device(runtime.device, "crop.runtime.device") != "cpu":
+        return 1
+    return min(worker_count(runtime.processes), len(tasks))
+
+
+def _crop_task(task: dict[str, Any], settings: CropSettings, runtime: CropRuntime) -> pa.Table:
+    """One task cropped in a worker process by that process's own single-threaded worker."""
+    if not _process_worker or _process_worker[0][:2] != (settings, runtime):
+        import torch
+
+        torch.set_num_threads(1)  # the processes are the parallelism
+        alone = runtime.model_copy(update={"device": "cpu", "workers": 1, "processes": 1})
+        _process_worker[:] = [(settings, runtime, CropWorker(settings, alone))]
+    return pa.concat_tables(_process_worker[0][2].run(iter([task])))
 
 
 class _Tally:
@@ -313,6 +368,7 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     with Image.open(io.BytesIO(row["image"]["bytes"])) as image:
         if size != (width, height) and image.format == "JPEG":
             image.draft(image.mode, size)  # the smallest 1/2^k scale at least `size`
+        mode = image.mode
         picture = image.convert("RGB")
     # Other formats take the same 1/2^k step by box filter, so both give the same picture.
     exact = next(
@@ -339,6 +395,7 @@ def _prepare(row: dict[str, Any], settings: CropSettings, runtime: CropRuntime) 
     canvas = np.full((canvas_h, canvas_w, 3), _PAD_GRAY, dtype=np.uint8)
     canvas[offset : offset + rgb.shape[0], offset : offset + rgb.shape[1]] = rgb
     item.detector_input, item.scale, item.offset = canvas, rgb.shape[1] / width, offset
+    item.full_frame = mode == "RGB" and rgb.shape[:2] == (height, width)
     if settings.frame_face_score is not None:
         item.frame_box = np.array(
             [offset, offset, offset + rgb.shape[1], offset + rgb.shape[0]], np.float32
@@ -452,8 +509,12 @@ def _cut(item: _Prepared, settings: CropSettings) -> None:
         window = fit_window(window, width, height)
     # Decode once and convert only the region the window reads: memory follows the window.
     left, top, right, bottom = window_region(window, width, height, settings.output_size)
-    with Image.open(io.BytesIO(item.row["image"]["bytes"])) as image:
-        region = np.asarray(image.crop((left, top, right, bottom)))
+    if item.full_frame:
+        at = item.offset
+        region = item.detector_input[at + top : at + bottom, at + left : at + right]
+    else:
+        with Image.open(io.BytesIO(item.row["image"]["bytes"])) as image:
+            region = np.asarray(image.crop((left, top, right, bottom)))
     local = CropWindow(window.cx - left, window.cy - top, window.side, window.angle)
     crop = cut_crop(region, local, settings.output_size, settings.border)
     del region
