@@ -139,8 +139,8 @@ class CropRuntime(_Section):
     workers: NonNegativeInt = 0
     """Threads decoding, cutting and encoding images; 0 = one per core."""
     processes: NonNegativeInt = 0
-    """CPU detection on the local engine: processes each cropping whole batches with one
-    thread; 0 = one per core, 1 = all in this process on `workers` threads."""
+    """CPU detection on the local engine: processes (this one included) each cropping whole
+    batches with one thread; 0 = one per core, 1 = all in this process on `workers` threads."""
     detect_max_side: PositiveInt = 640
     """Larger images are downscaled for detection; boxes are mapped back."""
     bucket: PositiveInt = 32

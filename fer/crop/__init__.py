@@ -41,7 +41,7 @@ from fer.dataset import (
     dataset_shards,
     read_summary,
 )
-from fer.device import resolve_device
+from fer.device import resolve_device, torch_threads
 from fer.engine import Engine
 from fer.engine.local import LocalEngine
 from fer.errors import FerDataError
@@ -130,8 +130,8 @@ def crop_source(
 class CropWorker:
     """Crops the rows a task names (`shard`, `start`, `stop`): built once per process or
     actor, it loads the detector once; `run` pipelines decoding, detection and cutting.
-    With `processes` > 1 the tasks go to that many processes (the local engine on CPUs),
-    each with a worker of its own that crops a whole task on one thread."""
+    With `processes` > 1 the tasks are shared by that many processes, this one included (the
+    local engine on CPUs), each with a worker of its own that crops a whole task on one thread."""
 
     def __init__(self, settings: CropSettings, runtime: CropRuntime, processes: int = 1) -> None:
         self.settings, self.runtime, self.processes = settings, runtime, processes
@@ -153,8 +153,11 @@ class CropWorker:
             import fer.crop.detector  # noqa: F401 (imported once here, inherited by the children)
 
             work = partial(_crop_task, settings=self.settings, runtime=self.runtime)
+            # This process crops too (a worker of its own, built after the fork), whenever
+            # the others are busy: one process fewer holds PyTorch and a batch.
+            here = partial(_crop_here, [], self.settings, self.runtime)
             try:
-                yield from ordered_imap(work, tasks, self.processes)
+                yield from ordered_imap(work, tasks, self.processes, here=here)
             except BrokenProcessPool as exc:
                 raise FerDataError(
                     f"crop: a worker process ended abruptly ({exc}); the machine may be out "
@@ -172,6 +175,10 @@ class CropWorker:
                     [{**i.row, **i.extra, "crop_detail": i.detail} for i in items],
                     schema=_RESULT_SCHEMA,
                 )
+
+    def crop(self, task: dict[str, Any]) -> pa.Table:
+        """The rows of one task, cropped."""
+        return pa.concat_tables(self.run(iter([task])))
 
 
 _PROCESSES_FROM_ROWS = 256
@@ -200,9 +207,24 @@ def _crop_task(task: dict[str, Any], settings: CropSettings, runtime: CropRuntim
         import torch
 
         torch.set_num_threads(1)  # the processes are the parallelism
-        alone = runtime.model_copy(update={"device": "cpu", "workers": 1, "processes": 1})
-        _process_worker[:] = [(settings, runtime, CropWorker(settings, alone))]
-    return pa.concat_tables(_process_worker[0][2].run(iter([task])))
+        _process_worker[:] = [(settings, runtime, _alone(settings, runtime))]
+    return _process_worker[0][2].crop(task)
+
+
+def _crop_here(
+    built: list[CropWorker], settings: CropSettings, runtime: CropRuntime, task: dict[str, Any]
+) -> pa.Table:
+    """One task cropped in the driving process, by a single-threaded worker built on first use."""
+    if not built:
+        built.append(_alone(settings, runtime))
+    return built[0].crop(task)
+
+
+def _alone(settings: CropSettings, runtime: CropRuntime) -> CropWorker:
+    """A worker that crops on one thread: one of the processes that share the stage."""
+    alone = runtime.model_copy(update={"device": "cpu", "workers": 1, "processes": 1})
+    with torch_threads(1):  # the detector sizes its network thread pool by torch's threads
+        return CropWorker(settings, alone)
 
 
 class _Tally:
