@@ -271,6 +271,17 @@ def test_select_face_rules():
     assert select_face(boxes, scores, 100, 100, "center") == 2
 
 
+@pytest.mark.parametrize("how", ["largest", "largest_score", "center"])
+def test_select_face_prefers_faces_above_min_score(how):
+    # The large box in the middle scores 0.80: below min_score it would make the image
+    # low_score although a confident face is there.
+    boxes = np.array([[0, 0, 10, 10], [30, 30, 70, 70]], dtype=np.float32)
+    scores = np.array([0.95, 0.80], dtype=np.float32)
+    assert select_face(boxes, scores, 100, 100, how) == 1
+    assert select_face(boxes, scores, 100, 100, how, min_score=0.9) == 0
+    assert select_face(boxes, scores, 100, 100, how, min_score=0.99) == 1  # none confident
+
+
 def test_crop_window_margin_and_angle():
     window = crop_window(np.array([10, 20, 50, 80]), 0.25, np.array([[0, 0], [10, 10]]), align=True)
     assert (window.cx, window.cy, window.side) == (30.0, 50.0, 90.0)
@@ -549,6 +560,52 @@ def test_upright_cut_at_a_subpixel_offset_reproduces_a_linear_ramp():
     expected = 2 * (np.arange(40, 60) + 0.25)
     assert cut.shape == (20, 20)
     np.testing.assert_allclose(cut, np.tile(expected, (20, 1)), atol=0.51)
+
+
+def test_snap_window_moves_upright_windows_to_whole_pixels():
+    from fer.crop.geometry import snap_window
+
+    snapped = snap_window(CropWindow(cx=10.3, cy=20.6, side=9.6, angle=0.0), 100, 100, True)
+    assert (snapped.cx, snapped.cy, snapped.side) == (10.0, 21.0, 10.0)  # left 5, top 16
+    # Rounding may not push a fitted window out of the frame ...
+    edge = snap_window(CropWindow(cx=4.2, cy=45.8, side=8.4, angle=0.0), 50, 50, True)
+    assert (edge.cx - edge.side / 2, edge.cy + edge.side / 2) == (0.0, 50.0)
+    # ... while an edge/black window keeps reaching outside it.
+    outside = snap_window(CropWindow(cx=1.0, cy=1.0, side=8.0, angle=0.0), 50, 50, False)
+    assert (outside.cx, outside.cy) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("border", ["edge", "black"])
+def test_a_whole_pixel_cut_outside_the_frame_is_filled_as_border_says(border):
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    copied = cut_crop(pixels, CropWindow(cx=2.0, cy=27.0, side=12.0, angle=0.0), None, border)
+    # The window spans x -4..8, y 21..33 of a 40 x 30 frame.
+    assert copied.shape == (12, 12, 3)
+    np.testing.assert_array_equal(copied[:9, 4:], pixels[21:30, 0:8])
+    padded = np.pad(pixels, ((0, 3), (4, 0), (0, 0)), mode="edge")[21:33, 0:12]
+    expected = padded if border == "edge" else np.zeros_like(padded)
+    expected[:9, 4:] = pixels[21:30, 0:8]
+    np.testing.assert_array_equal(copied, expected)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_native_crops_are_the_images_own_pixels(tmp_path, image_format):
+    photo = _astronaut_photo(320)
+    src = make_dataset(tmp_path / "in", {"face_0": photo}, image_format)
+    crop_source(src, CropSettings(), RUNTIME, tmp_path / "out", progress=False)
+    (row,) = read_table(tmp_path / "out").to_pylist()
+    window = row["crop_window"]
+    left, top, side = (window["cx"] - window["side"] / 2, window["cy"] - window["side"] / 2,
+                       window["side"])
+    assert row["crop_status"] == "ok" and side == int(side) and left == int(left)
+    decoded = np.asarray(Image.open(io.BytesIO(src_bytes(src))).convert("RGB"))
+    expected = decoded[int(top) : int(top + side), int(left) : int(left + side)]
+    np.testing.assert_array_equal(_decode(row), expected)
+
+
+def src_bytes(folder: Path) -> bytes:
+    (row,) = read_table(folder).to_pylist()
+    return row["image"]["bytes"]
 
 
 def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path, lfw, monkeypatch):

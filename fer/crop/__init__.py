@@ -30,6 +30,7 @@ from fer.crop.geometry import (
     fit_window,
     quantise,
     select_face,
+    snap_window,
     synthesized_share,
     window_region,
 )
@@ -485,7 +486,7 @@ def _cut(item: _Prepared, settings: CropSettings) -> None:
     window: CropWindow | None = None
     face_side = 0.0
     if len(boxes):
-        best = select_face(boxes, scores, width, height, settings.select)
+        best = select_face(boxes, scores, width, height, settings.select, settings.min_score)
         box, score, points = boxes[best], float(scores[best]), landmarks[best]
         item.extra.update(
             crop_box={
@@ -529,6 +530,8 @@ def _cut(item: _Prepared, settings: CropSettings) -> None:
         return
     if settings.border == "fit":
         window = fit_window(window, width, height)
+    if settings.output_size is None and window.angle == 0:
+        window = snap_window(window, width, height, inside=settings.border == "fit")
     # Decode once and convert only the region the window reads: memory follows the window.
     left, top, right, bottom = window_region(window, width, height, settings.output_size)
     if item.full_frame:

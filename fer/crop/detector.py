@@ -348,15 +348,23 @@ class _Pictures:
         """Images `part` box-resized to `size` (h, w): float (k, 3, h, w), channels-last.
 
         Each is resampled from the smallest level made so far that is at least twice `size`
-        on both sides (else from the image): the levels of a pyramid get cheaper as they
-        shrink, at the cost of averaging averages where the ratio is not a whole number."""
+        on both sides, else from the image reduced by a whole factor (a k x k mean, kept as
+        a level) to at least that: the levels of a pyramid get cheaper as they shrink, and the
+        full-size image is read once, at the cost of averaging averages where the ratio is not
+        a whole number."""
         arrays = []
         for i in part:
             made = self._made[i]
             source = next(
                 (p for p in reversed(made) if p.width >= 2 * size[1] and p.height >= 2 * size[0]),
-                self._pictures[i],
+                None,
             )
+            if source is None:
+                source = self._pictures[i]
+                factor = min(source.width // (2 * size[1]), source.height // (2 * size[0]))
+                if factor >= 2:
+                    source = source.reduce(factor)
+                    made.append(source)
             level = source.resize((size[1], size[0]), Image.Resampling.BOX)
             made.append(level)
             arrays.append(np.asarray(level))

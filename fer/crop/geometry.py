@@ -15,6 +15,7 @@ __all__ = [
     "fit_window",
     "quantise",
     "select_face",
+    "snap_window",
     "synthesized_share",
     "window_region",
 ]
@@ -30,18 +31,33 @@ class CropWindow:
     angle: float
 
 
-def select_face(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, how: str) -> int:
-    """Index of the face to keep among `boxes` (x1, y1, x2, y2)."""
+def select_face(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    width: int,
+    height: int,
+    how: str,
+    min_score: float = 0.0,
+) -> int:
+    """Index of the face to keep among `boxes` (x1, y1, x2, y2), by the rule `how`, among the
+    faces scoring at least `min_score` when there are any (else among all): a large, doubtful
+    box does not hide a confident face."""
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     if how == "largest":
-        return int(np.argmax(area))
-    if how == "score":
-        return int(np.argmax(scores))
-    if how == "center":
+        merit = area
+    elif how == "score":
+        merit = scores
+    elif how == "center":
         centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 - width / 2
         centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 - height / 2
-        return int(np.argmin(centre_x**2 + centre_y**2))
-    return int(np.argmax(area * scores))
+        merit = -(centre_x**2 + centre_y**2)
+    else:
+        merit = area * scores
+    merit = np.asarray(merit, dtype=np.float64)
+    confident = np.asarray(scores) >= min_score
+    if confident.any():
+        merit = np.where(confident, merit, -np.inf)
+    return int(np.argmax(merit))
 
 
 def crop_window(
@@ -80,6 +96,20 @@ def fit_window(window: CropWindow, width: int, height: int) -> CropWindow:
     return CropWindow(cx, cy, max(side, 1.0), window.angle)
 
 
+def snap_window(window: CropWindow, width: int, height: int, inside: bool) -> CropWindow:
+    """An upright window moved and sized to whole pixels (by less than half a pixel each), so
+    that a native-resolution crop is the image's own pixels rather than a resampled copy; kept
+    inside the width x height frame when `inside`."""
+    side = max(1, math.floor(window.side + 0.5))
+    left = math.floor(window.cx - side / 2 + 0.5)
+    top = math.floor(window.cy - side / 2 + 0.5)
+    if inside:
+        side = min(side, width, height)
+        left = min(max(left, 0), width - side)
+        top = min(max(top, 0), height - side)
+    return CropWindow(left + side / 2, top + side / 2, float(side), 0.0)
+
+
 def synthesized_share(window: CropWindow, width: int, height: int) -> float:
     """Share of the window's area outside the frame (exact for unrotated windows, the
     rotated window's bounding square otherwise)."""
@@ -111,8 +141,20 @@ def window_region(
 def cut_crop(
     pixels: np.ndarray, window: CropWindow, output_size: int | None, border: str
 ) -> np.ndarray:
-    """Resample `window` of `pixels` (H x W or H x W x 3 uint8) into a square array."""
+    """Resample `window` of `pixels` (H x W or H x W x 3 uint8) into a square array (a
+    whole-pixel upright window at native size is copied, not resampled)."""
     out = output_size or max(1, round(window.side))
+    left, top = window.cx - window.side / 2, window.cy - window.side / 2
+    height, width = pixels.shape[:2]
+    if (
+        window.angle == 0
+        and out == window.side
+        and left == int(left)
+        and top == int(top)
+        and -out < left < width
+        and -out < top < height
+    ):
+        return _copied(pixels, int(left), int(top), out, border)
     scale = window.side / out
     cx, cy = window.cx, window.cy
     image = pixels
@@ -171,3 +213,20 @@ def cut_crop(
         resample=Image.Resampling.BICUBIC,
     )
     return np.asarray(result)
+
+
+def _copied(pixels: np.ndarray, left: int, top: int, side: int, border: str) -> np.ndarray:
+    """The side x side square at (left, top) of `pixels`, which it overlaps; what lies outside
+    the frame is filled as `border` says (black, else the edge pixels repeated)."""
+    height, width = pixels.shape[:2]
+    x1, y1 = max(left, 0), max(top, 0)
+    x2, y2 = min(left + side, width), min(top + side, height)
+    part = pixels[y1:y2, x1:x2]
+    if (x1, y1, x2, y2) == (left, top, left + side, top + side):
+        return np.ascontiguousarray(part)
+    if border == "black":
+        out = np.zeros((side, side, *pixels.shape[2:]), np.uint8)
+        out[y1 - top : y2 - top, x1 - left : x2 - left] = part
+        return out
+    pads = ((y1 - top, top + side - y2), (x1 - left, left + side - x2))
+    return np.pad(part, pads + ((0, 0),) * (pixels.ndim - 2), mode="edge")
