@@ -595,8 +595,11 @@ def test_native_crops_are_the_images_own_pixels(tmp_path, image_format):
     crop_source(src, CropSettings(), RUNTIME, tmp_path / "out", progress=False)
     (row,) = read_table(tmp_path / "out").to_pylist()
     window = row["crop_window"]
-    left, top, side = (window["cx"] - window["side"] / 2, window["cy"] - window["side"] / 2,
-                       window["side"])
+    left, top, side = (
+        window["cx"] - window["side"] / 2,
+        window["cy"] - window["side"] / 2,
+        window["side"],
+    )
     assert row["crop_status"] == "ok" and side == int(side) and left == int(left)
     decoded = np.asarray(Image.open(io.BytesIO(src_bytes(src))).convert("RGB"))
     expected = decoded[int(top) : int(top + side), int(left) : int(left + side)]
