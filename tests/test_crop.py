@@ -601,12 +601,12 @@ def test_native_crops_are_the_images_own_pixels(tmp_path, image_format):
         window["side"],
     )
     assert row["crop_status"] == "ok" and side == int(side) and left == int(left)
-    decoded = np.asarray(Image.open(io.BytesIO(src_bytes(src))).convert("RGB"))
+    decoded = np.asarray(Image.open(io.BytesIO(_source_bytes(src))).convert("RGB"))
     expected = decoded[int(top) : int(top + side), int(left) : int(left + side)]
     np.testing.assert_array_equal(_decode(row), expected)
 
 
-def src_bytes(folder: Path) -> bytes:
+def _source_bytes(folder: Path) -> bytes:
     (row,) = read_table(folder).to_pylist()
     return row["image"]["bytes"]
 
