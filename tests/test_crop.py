@@ -562,19 +562,6 @@ def test_upright_cut_at_a_subpixel_offset_reproduces_a_linear_ramp():
     np.testing.assert_allclose(cut, np.tile(expected, (20, 1)), atol=0.51)
 
 
-def test_snap_window_moves_upright_windows_to_whole_pixels():
-    from fer.crop.geometry import snap_window
-
-    snapped = snap_window(CropWindow(cx=10.3, cy=20.6, side=9.6, angle=0.0), 100, 100, True)
-    assert (snapped.cx, snapped.cy, snapped.side) == (10.0, 21.0, 10.0)  # left 5, top 16
-    # Rounding may not push a fitted window out of the frame ...
-    edge = snap_window(CropWindow(cx=4.2, cy=45.8, side=8.4, angle=0.0), 50, 50, True)
-    assert (edge.cx - edge.side / 2, edge.cy + edge.side / 2) == (0.0, 50.0)
-    # ... while an edge/black window keeps reaching outside it.
-    outside = snap_window(CropWindow(cx=1.0, cy=1.0, side=8.0, angle=0.0), 50, 50, False)
-    assert (outside.cx, outside.cy) == (1.0, 1.0)
-
-
 @pytest.mark.parametrize("border", ["edge", "black"])
 def test_a_whole_pixel_cut_outside_the_frame_is_filled_as_border_says(border):
     pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
@@ -586,29 +573,6 @@ def test_a_whole_pixel_cut_outside_the_frame_is_filled_as_border_says(border):
     expected = padded if border == "edge" else np.zeros_like(padded)
     expected[:9, 4:] = pixels[21:30, 0:8]
     np.testing.assert_array_equal(copied, expected)
-
-
-@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
-def test_native_crops_are_the_images_own_pixels(tmp_path, image_format):
-    photo = _astronaut_photo(320)
-    src = make_dataset(tmp_path / "in", {"face_0": photo}, image_format)
-    crop_source(src, CropSettings(), RUNTIME, tmp_path / "out", progress=False)
-    (row,) = read_table(tmp_path / "out").to_pylist()
-    window = row["crop_window"]
-    left, top, side = (
-        window["cx"] - window["side"] / 2,
-        window["cy"] - window["side"] / 2,
-        window["side"],
-    )
-    assert row["crop_status"] == "ok" and side == int(side) and left == int(left)
-    decoded = np.asarray(Image.open(io.BytesIO(_source_bytes(src))).convert("RGB"))
-    expected = decoded[int(top) : int(top + side), int(left) : int(left + side)]
-    np.testing.assert_array_equal(_decode(row), expected)
-
-
-def _source_bytes(folder: Path) -> bytes:
-    (row,) = read_table(folder).to_pylist()
-    return row["image"]["bytes"]
 
 
 def test_worker_processes_write_the_same_bytes_as_one_process(tmp_path, lfw, monkeypatch):

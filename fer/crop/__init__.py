@@ -30,7 +30,6 @@ from fer.crop.geometry import (
     fit_window,
     quantise,
     select_face,
-    snap_window,
     synthesized_share,
     window_region,
 )
@@ -530,8 +529,6 @@ def _cut(item: _Prepared, settings: CropSettings) -> None:
         return
     if settings.border == "fit":
         window = fit_window(window, width, height)
-    if settings.output_size is None and window.angle == 0:
-        window = snap_window(window, width, height, inside=settings.border == "fit")
     # Decode once and convert only the region the window reads: memory follows the window.
     left, top, right, bottom = window_region(window, width, height, settings.output_size)
     if item.full_frame:

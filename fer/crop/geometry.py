@@ -15,7 +15,6 @@ __all__ = [
     "fit_window",
     "quantise",
     "select_face",
-    "snap_window",
     "synthesized_share",
     "window_region",
 ]
@@ -94,20 +93,6 @@ def fit_window(window: CropWindow, width: int, height: int) -> CropWindow:
     cx = min(max(window.cx, half), width - half)
     cy = min(max(window.cy, half), height - half)
     return CropWindow(cx, cy, max(side, 1.0), window.angle)
-
-
-def snap_window(window: CropWindow, width: int, height: int, inside: bool) -> CropWindow:
-    """An upright window moved and sized to whole pixels (by less than half a pixel each), so
-    that a native-resolution crop is the image's own pixels rather than a resampled copy; kept
-    inside the width x height frame when `inside`."""
-    side = max(1, math.floor(window.side + 0.5))
-    left = math.floor(window.cx - side / 2 + 0.5)
-    top = math.floor(window.cy - side / 2 + 0.5)
-    if inside:
-        side = min(side, width, height)
-        left = min(max(left, 0), width - side)
-        top = min(max(top, 0), height - side)
-    return CropWindow(left + side / 2, top + side / 2, float(side), 0.0)
 
 
 def synthesized_share(window: CropWindow, width: int, height: int) -> float:
