@@ -108,6 +108,7 @@ def test_lists_become_tuples_and_ints_are_floats():
             r"crop\.sources\.a\.thresholds",
         ),
         (FOLDER, {"crop": {"defaults": {"min_score": "high"}}}, r"crop\.defaults\.min_score"),
+        (FOLDER, {"crop": {"defaults": {"merge_iou": 1.0}}}, r"crop\.defaults\.merge_iou: .*less"),
         (FOLDER, {"crop": {"defaults": {"enabled": "false"}}}, r"crop\.defaults\.enabled: .*bool"),
         (FOLDER, {"crop": {"defaults": {"border": "mirror"}}}, r"crop\.defaults\.border"),
         (FOLDER, {"crop": {"sources": {"b": {}}}}, r"crop\.sources: \['b'\] are not sources"),

@@ -225,6 +225,128 @@ def test_matches_facenet_reference_detector(detector, lfw):
     assert np.median(ious) > 0.9
 
 
+@pytest.mark.parametrize("name", ["PNet", "RNet", "ONet"])
+def test_networks_are_facenet_pytorchs_bit_for_bit(name):
+    import torch
+    from facenet_pytorch.models import mtcnn as reference
+
+    from fer.crop import mtcnn
+
+    side = {"PNet": 37, "RNet": 24, "ONet": 48}[name]
+    batch = torch.rand(5, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        ours = getattr(mtcnn, name)()(batch)
+        theirs = getattr(reference, name)().eval()(batch)
+    assert len(ours) == len(theirs)
+    for mine, expected in zip(ours, theirs, strict=True):
+        assert torch.equal(mine, expected)
+
+
+def test_box_arithmetic_is_facenet_pytorchs_bit_for_bit():
+    import torch
+    from facenet_pytorch.models.utils import detect_face as reference
+
+    from fer.crop.mtcnn import bbreg, generate_bounding_boxes, rerec
+
+    generator = torch.Generator().manual_seed(1)
+    reg = torch.rand(3, 4, 9, 11, generator=generator) - 0.5
+    probs = torch.rand(3, 9, 11, generator=generator)
+    ours = generate_bounding_boxes(reg, probs, 0.37, 0.6)
+    theirs = reference.generateBoundingBox(reg, probs, 0.37, 0.6)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    boxes = ours[0][:, :5]
+    offsets = torch.rand(len(boxes), 4, generator=generator) - 0.5
+    assert torch.equal(bbreg(boxes.clone(), offsets), reference.bbreg(boxes.clone(), offsets))
+    assert torch.equal(rerec(boxes.clone()), reference.rerec(boxes.clone()))
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-library", "python-package"])
+def test_box_operators_are_torchvisions(compiled, monkeypatch):
+    import torch
+    import torchvision.ops
+
+    from fer.crop import mtcnn
+
+    if not compiled:  # torchvision's library not found: its Python package does the work
+        monkeypatch.setattr(mtcnn, "_vision_ops", lambda: False)
+    generator = torch.Generator().manual_seed(2)
+    corners = torch.rand(200, 2, generator=generator) * 80
+    boxes = torch.cat([corners, corners + 5 + torch.rand(200, 2, generator=generator) * 40], 1)
+    scores = torch.rand(200, generator=generator)
+    assert torch.equal(mtcnn.nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
+    image = torch.rand(2, 3, 64, 64, generator=generator)
+    rois = torch.cat([torch.tensor([[0.0], [1.0], [1.0]]), boxes[:3] / 2], dim=1)
+    expected = torchvision.ops.roi_align(image, rois, (24, 24), 1.0, -1, aligned=True)
+    assert torch.equal(mtcnn.roi_align(image, rois, 24), expected)
+
+
+def test_the_crop_detector_loads_neither_torchvision_nor_facenet_pytorch_code():
+    """Their Python packages import TorchDynamo: 164 MB and over a second per process."""
+    script = (
+        "import sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from skimage import data\n"
+        "from fer.crop.detector import FaceDetector\n"
+        "detector = FaceDetector()\n"
+        "photo = Image.fromarray(data.astronaut())\n"
+        "for side in (160, 64):\n"  # Pillow's path, then roi_align's
+        "    found = detector.detect(np.asarray(photo.resize((side, side)))[None])\n"
+        "    assert len(found.scores), side\n"
+        "print(sorted(m for m in ('torchvision', 'facenet_pytorch', 'torch._dynamo')"
+        " if m in sys.modules))\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _lfw_canvases(lfw: np.ndarray, count: int) -> np.ndarray:
+    images = np.stack([np.pad(_resize(face, 48), 8, constant_values=128) for face in lfw[:count]])
+    return np.repeat(images[..., None], 3, axis=3)
+
+
+def _onet_inputs(detector: FaceDetector, images: np.ndarray, monkeypatch) -> int:
+    seen = []
+    original = detector.onet.forward
+    monkeypatch.setattr(detector.onet, "forward", lambda x: seen.append(len(x)) or original(x))
+    detector.detect(images)
+    monkeypatch.undo()
+    return sum(seen)
+
+
+def test_merged_candidates_keep_every_confident_face_with_fewer_onet_calls(lfw, monkeypatch):
+    images = _lfw_canvases(lfw, 100)
+    mtcnn, merged = FaceDetector(merge_iou=None), FaceDetector(merge_iou=0.5, confident=0.9)
+    reference, found = mtcnn.detect(images), merged.detect(images)
+    confident = {int(i) for i in reference.image[reference.scores >= 0.9]}
+    assert len(confident) > 60
+    assert {int(i) for i in found.image[found.scores >= 0.9]} >= confident
+    # The same face, boxed from another of its near-identical candidates.
+    ious = [
+        _iou(reference.boxes[reference.image == i][0], found.boxes[found.image == i][0])
+        for i in confident
+    ]
+    assert np.median(ious) > 0.9 and min(ious) > 0.6
+    unsure = sorted(set(range(len(images))) - {int(i) for i in found.image[found.scores >= 0.9]})
+    for i in unsure:  # scored on all their candidates: MTCNN's detections
+        np.testing.assert_array_equal(
+            found.boxes[found.image == i], reference.boxes[reference.image == i]
+        )
+    assert _onet_inputs(merged, images, monkeypatch) < 0.6 * _onet_inputs(
+        mtcnn, images, monkeypatch
+    )
+
+
+def test_with_no_confident_face_merging_gives_mtcnns_detections(lfw):
+    images = _lfw_canvases(lfw, 40)
+    reference = FaceDetector(merge_iou=None).detect(images)
+    never_sure = FaceDetector(merge_iou=0.5, confident=1.01).detect(images)
+    for name in ("image", "boxes", "scores", "landmarks"):
+        np.testing.assert_array_equal(getattr(never_sure, name), getattr(reference, name))
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[2], b[2]), min(a[3], b[3])

@@ -143,6 +143,8 @@ class CropWorker:
                 settings.min_face_size,
                 settings.thresholds,
                 device=resolve_device(runtime.device, "crop.runtime.device"),
+                merge_iou=settings.merge_iou,
+                confident=settings.min_score,
             )
 
     def run(self, tasks: Iterator[dict[str, Any]]) -> Iterator[pa.Table]:
