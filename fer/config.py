@@ -167,9 +167,9 @@ class CropSettings(_Section):
         0.7,
     )
     """P-, R- and O-net score thresholds."""
-    merge_iou: Annotated[float, Field(gt=0, lt=1)] | None = None
-    """Candidate boxes overlapping more than this (IoU) go to the R- and the O-net as one, the
-    best-scored of them; an image left without a face scoring `min_score` is detected again
+    merge_iou: Annotated[float, Field(gt=0, lt=1)] | None = 0.5
+    """Candidate boxes overlapping more than this (IoU) go to the R- and the O-net as one, their
+    score-weighted mean; an image left without a face scoring `min_score` is detected again
     on all its candidates. null: every candidate, as MTCNN does."""
     min_score: Fraction = 0.9
     """A best face below this score is `low_score`, handled like no face."""

@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 from fer.config import CropRuntime, CropSettings
 from fer.crop import CONTACT_SHEET, crop_source
-from fer.crop.detector import FaceDetector, nms_min
+from fer.crop.detector import FaceDetector, merged, nms_min
 from fer.crop.geometry import CropWindow, crop_window, cut_crop, select_face
 from fer.dataset import INGEST_SCHEMA, DatasetWriter, read_rejects, read_table
 from fer.formats.common import image_row
@@ -345,6 +345,41 @@ def test_with_no_confident_face_merging_gives_mtcnns_detections(lfw):
     never_sure = FaceDetector(merge_iou=0.5, confident=1.01).detect(images)
     for name in ("image", "boxes", "scores", "landmarks"):
         np.testing.assert_array_equal(getattr(never_sure, name), getattr(reference, name))
+
+
+def test_merged_boxes_are_score_weighted_means_of_their_cluster():
+    import torch
+
+    boxes = torch.tensor(
+        [
+            [0, 0, 10, 10, 0.75],
+            [1, 0, 11, 10, 0.25],  # IoU 0.82 with the first: voted into it
+            [40, 40, 50, 50, 0.5],  # far away: stays itself
+            [1, 0, 11, 10, 0.9],  # another image: never mixed in
+        ]
+    )
+    inds = torch.tensor([0, 0, 0, 1])
+    voted, kept = merged(boxes, inds, 0.5)
+    rows = {
+        (int(i), round(float(b[4]), 2)): b[:4].tolist() for b, i in zip(voted, kept, strict=True)
+    }
+    assert rows == {
+        (0, 0.75): [0.25, 0.0, 10.25, 10.0],
+        (0, 0.5): [40.0, 40.0, 50.0, 50.0],
+        (1, 0.9): [1.0, 0.0, 11.0, 10.0],
+    }
+
+
+def test_merged_box_moves_little_when_the_scores_swap_order():
+    # Two near-equal candidates: the best-scored one switches with a 2e-4 change of the scores
+    # (a jump of a whole pixel); their weighted mean moves by ~1e-4 px.
+    import torch
+
+    def voted(first: float) -> torch.Tensor:
+        boxes = torch.tensor([[0, 0, 20, 20, first], [1, 1, 21, 21, 0.8]])
+        return merged(boxes, torch.tensor([0, 0]), 0.5)[0][0, :4]
+
+    assert (voted(0.8001) - voted(0.7999)).abs().max() < 1e-3
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

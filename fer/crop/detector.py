@@ -72,9 +72,9 @@ class FaceDetector:
     """MTCNN (P-, R-, O-net) over batches of equal-size RGB uint8 images.
 
     With `merge_iou`, the candidates given to the R-net (the P-net's regressed boxes) and to
-    the O-net (the R-net's) are first merged by IoU NMS at that overlap: once regressed, most
-    of them are near-copies of one face box (at 256 px about 27 R-net and 5 O-net candidates
-    per photo, for 1.1 faces). An image left without a face scoring `confident` is detected
+    the O-net (the R-net's) that overlap more than that are first merged into one, their
+    score-weighted mean (`merged`): once regressed, most of them are near-copies of one face
+    box (at 256 px about 27 R-net and 5 O-net candidates per photo, for 1.1 faces). An image left without a face scoring `confident` is detected
     again on all its candidates, as MTCNN does: every image either has a confident face or
     MTCNN's own detections."""
 
@@ -128,15 +128,14 @@ class FaceDetector:
         merge_iou: float | None,
     ) -> Detections:
         """Stage one's candidates through the R- and O-net; with `merge_iou`, the boxes each
-        net is given are first merged (IoU NMS) into the best-scored of those that overlap."""
+        net is given are first merged (`merged`: IoU NMS, then each kept box the score-weighted
+        mean of those that overlap it)."""
         if merge_iou is not None and len(boxes):
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, merge_iou)
-            boxes, inds = boxes[pick], inds[pick]
+            boxes, inds = merged(boxes, inds, merge_iou)
         if len(boxes):
             boxes, inds = self._stage_two(levels, boxes, inds)
         if merge_iou is not None and len(boxes):
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, merge_iou)
-            boxes, inds = boxes[pick], inds[pick]
+            boxes, inds = merged(boxes, inds, merge_iou)
         if len(boxes):
             return self._stage_three(levels, boxes, inds)
         return Detections(
@@ -489,6 +488,54 @@ def batched_nms(
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     offsets = inds.to(boxes) * (boxes.max() + 1)
     return nms(boxes + offsets[:, None], scores, threshold)
+
+
+_VOTE_CELLS = 1 << 20
+"""Kept boxes x candidates compared per chunk of images in `merged` (each float32 matrix 4 MB,
+the candidates' coordinates 20 MB at most)."""
+
+
+def merged(
+    boxes: torch.Tensor, inds: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU NMS per image, each kept box replaced by the score-weighted mean of the boxes that
+    overlap it more than `threshold` (itself included; box voting): the mean moves a little
+    when the pixels do, where the best-scored box of a cluster can jump to another one."""
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, threshold)
+    order = torch.argsort(inds, stable=True)
+    sorted_inds = inds[order]
+    images, counts = torch.unique_consecutive(sorted_inds, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(order), device=boxes.device) - torch.repeat_interleave(starts, counts)
+    position = torch.empty_like(order)
+    position[order] = slot
+    group_of = torch.zeros(int(inds.max()) + 1, dtype=torch.long, device=boxes.device)
+    group_of[images] = torch.arange(len(images), device=boxes.device)
+    voted = boxes[pick].clone()
+    k = int(counts.max())
+    step = max(1, _VOTE_CELLS // (k * k))
+    kept_group = group_of[inds[pick]]
+    for first in range(0, len(images), step):
+        last = min(len(images), first + step)
+        rows = (group_of[inds] >= first) & (group_of[inds] < last)
+        padded = torch.zeros(last - first, k, 5, dtype=boxes.dtype, device=boxes.device)
+        padded[group_of[inds[rows]] - first, position[rows]] = boxes[rows]
+        mine = (kept_group >= first) & (kept_group < last)
+        centre = boxes[pick[mine], None, :4]  # (m, 1, 4)
+        others = padded[kept_group[mine] - first]  # (m, k, 5)
+        x1 = torch.maximum(centre[..., 0], others[..., 0])
+        y1 = torch.maximum(centre[..., 1], others[..., 1])
+        x2 = torch.minimum(centre[..., 2], others[..., 2])
+        y2 = torch.minimum(centre[..., 3], others[..., 3])
+        inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+        area_c = (centre[..., 2] - centre[..., 0]) * (centre[..., 3] - centre[..., 1])
+        area_o = (others[..., 2] - others[..., 0]) * (others[..., 3] - others[..., 1])
+        iou = inter / (area_c + area_o - inter).clamp(min=1e-9)
+        weight = torch.where(iou > threshold, others[..., 4], 0.0)
+        total = weight.sum(dim=1, keepdim=True)
+        mean = (weight[..., None] * others[..., :4]).sum(dim=1) / total
+        voted[mine, :4] = torch.where(total > 0, mean, voted[mine, :4])
+    return voted, inds[pick]
 
 
 def nms_min(

@@ -378,7 +378,7 @@ def _first_pass(
     total, width = meta.num_rows, max(1, params.hash_size**2 // 64)
     # One contiguous array per kind of hash, filled as results arrive (a single array of every
     # row's words would need copies of its strided sub-window slices for the search). The
-    # sub-windows' words (576 bytes a row) are appended to scratch files like the views and
+    # sub-windows' words (864 bytes a row) are appended to scratch files like the views and
     # read back memory-mapped: the search reads one kind at a time.
     stacked = {
         kind: np.zeros((total, width), np.uint64)
